@@ -1,0 +1,80 @@
+//! A channel's definition (its id and its two inputs' credentials) and the
+//! observable state of each input.
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::{ChannelId, Pipeline};
+
+/// The credentials that open one input, and that input only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// What is stored about a channel. Runtime counters live in the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSpec {
+    pub id: String,
+    /// Seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// Index 0 opens pipeline 0, index 1 opens pipeline 1.
+    pub inputs: [InputCredentials; 2],
+}
+
+impl ChannelSpec {
+    pub fn credentials(&self, p: Pipeline) -> &InputCredentials {
+        let [c0, c1] = &self.inputs;
+        match p {
+            Pipeline::P0 => c0,
+            Pipeline::P1 => c1,
+        }
+    }
+
+    /// The validated id. Specs are only built from validated ids, but the
+    /// database is disk input, so this checks again.
+    pub fn channel_id(&self) -> Result<ChannelId, crate::NameError> {
+        ChannelId::parse(&self.id)
+    }
+}
+
+/// An input's state as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputState {
+    /// Nothing received since the server started.
+    Idle,
+    /// A write arrived within the loss threshold.
+    Receiving,
+    /// It was receiving, and has been silent for longer than the threshold.
+    Lost,
+}
+
+impl InputState {
+    /// Classifies an input from the age of its last write.
+    /// `since_last_write` is `None` when nothing was ever written.
+    pub fn classify(
+        since_last_write: Option<std::time::Duration>,
+        loss_after: std::time::Duration,
+    ) -> Self {
+        match since_last_write {
+            None => Self::Idle,
+            Some(age) if age <= loss_after => Self::Receiving,
+            Some(_) => Self::Lost,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn input_state_follows_the_age_of_the_last_write() {
+        let t = Duration::from_secs(10);
+        assert_eq!(InputState::classify(None, t), InputState::Idle);
+        assert_eq!(InputState::classify(Some(Duration::from_secs(10)), t), InputState::Receiving);
+        assert_eq!(InputState::classify(Some(Duration::from_secs(11)), t), InputState::Lost);
+    }
+}

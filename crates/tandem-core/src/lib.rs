@@ -1,0 +1,14 @@
+//! Tandem's domain model: channels, their two inputs, and the names that
+//! reach storage.
+//!
+//! No sockets, no clock, no files. Everything that arrives from the network
+//! is validated here once, into types that cannot hold a bad value.
+//!
+//! - [`name`]: channel ids, pipelines and object paths, validated.
+//! - [`channel`]: a channel's definition and the state of its inputs.
+
+pub mod channel;
+pub mod name;
+
+pub use channel::{ChannelSpec, InputCredentials, InputState};
+pub use name::{ChannelId, NameError, ObjectPath, Pipeline};

@@ -1,0 +1,166 @@
+//! One contract, two stores: every test here runs against the local and the
+//! memory store.
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use tandem_core::ObjectPath;
+
+use crate::{Entry, LocalStore, MemoryStore, Parents, Store, StoreError};
+
+fn key(s: &str) -> ObjectPath {
+    ObjectPath::from_url_path(s).expect("test keys are valid")
+}
+
+async fn put(store: &dyn Store, k: &str, body: &'static [u8]) -> Result<bool, StoreError> {
+    let mut w = store.begin_put(&key(k), Parents::Create).await?;
+    w.write(Bytes::from_static(body)).await?;
+    Ok(w.commit().await?.replaced)
+}
+
+async fn read(store: &dyn Store, k: &str) -> Option<Vec<u8>> {
+    let (_, s) = store.get(&key(k), None).await.ok()?;
+    let chunks: Vec<Bytes> = s.try_collect().await.ok()?;
+    Some(chunks.concat())
+}
+
+async fn each_store(test: impl AsyncFn(&dyn Store)) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = LocalStore::open(dir.path()).expect("open");
+    test(&local).await;
+    test(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn an_object_is_invisible_until_commit() {
+    each_store(async |s| {
+        let mut w = s.begin_put(&key("live/a.ts"), Parents::Create).await.unwrap();
+        w.write(Bytes::from_static(b"half")).await.unwrap();
+        assert_eq!(read(s, "live/a.ts").await, None);
+        assert!(matches!(s.stat(&key("live/a.ts")).await.unwrap(), None));
+        let c = w.commit().await.unwrap();
+        assert!(!c.replaced);
+        assert_eq!(c.meta.size, 4);
+        assert_eq!(read(s, "live/a.ts").await.as_deref(), Some(&b"half"[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_upload_keeps_the_previous_version() {
+    each_store(async |s| {
+        assert!(!put(s, "a.m3u8", b"v1").await.unwrap());
+        let mut w = s.begin_put(&key("a.m3u8"), Parents::Create).await.unwrap();
+        w.write(Bytes::from(vec![7u8; 600_000])).await.unwrap();
+        drop(w);
+        assert_eq!(read(s, "a.m3u8").await.as_deref(), Some(&b"v1"[..]));
+        assert!(put(s, "a.m3u8", b"v2").await.unwrap(), "second commit replaces");
+        assert_eq!(read(s, "a.m3u8").await.as_deref(), Some(&b"v2"[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ranges_are_clamped_to_the_object() {
+    each_store(async |s| {
+        put(s, "r.ts", b"0123456789").await.unwrap();
+        let (m, st) = s.get(&key("r.ts"), Some(2..5)).await.unwrap();
+        assert_eq!(m.size, 10);
+        assert_eq!(st.try_collect::<Vec<_>>().await.unwrap().concat(), b"234");
+        let (_, st) = s.get(&key("r.ts"), Some(8..50)).await.unwrap();
+        assert_eq!(st.try_collect::<Vec<_>>().await.unwrap().concat(), b"89");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn collections_are_explicit_or_implicit_and_list_their_children() {
+    each_store(async |s| {
+        put(s, "live/a.ts", b"a").await.unwrap();
+        s.create_collection(&key("dav")).await.unwrap();
+        assert!(matches!(s.stat(&key("live")).await.unwrap(), Some(Entry::Collection { explicit: false, .. })));
+        assert!(matches!(s.stat(&key("dav")).await.unwrap(), Some(Entry::Collection { explicit: true, .. })));
+        assert!(matches!(s.create_collection(&key("dav")).await, Err(StoreError::AlreadyExists { .. })));
+        assert!(matches!(s.create_collection(&key("x/y")).await, Err(StoreError::ParentMissing(_))));
+        let names: Vec<String> = s.list(&ObjectPath::root()).await.unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["dav", "live"]);
+        let names: Vec<String> = s.list(&key("live")).await.unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a.ts"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn must_exist_refuses_a_missing_parent_before_any_byte() {
+    each_store(async |s| {
+        assert!(matches!(s.begin_put(&key("no/parent.txt"), Parents::MustExist).await, Err(StoreError::ParentMissing(_))));
+        assert_eq!(s.stat(&key("no")).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_object_cannot_stand_in_for_a_collection() {
+    each_store(async |s| {
+        put(s, "f", b"x").await.unwrap();
+        assert!(matches!(s.begin_put(&key("f/g"), Parents::Create).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(s.stat(&key("f/g")).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delete_removes_objects_and_trees() {
+    each_store(async |s| {
+        put(s, "d/a", b"a").await.unwrap();
+        put(s, "d/e/b", b"b").await.unwrap();
+        s.delete(&key("d/a")).await.unwrap();
+        assert_eq!(read(s, "d/a").await, None);
+        s.delete(&key("d")).await.unwrap();
+        assert_eq!(s.stat(&key("d/e/b")).await.unwrap(), None);
+        assert!(matches!(s.delete(&key("d")).await, Err(StoreError::NotFound(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn copy_and_rename_move_whole_trees() {
+    each_store(async |s| {
+        put(s, "src/a", b"a").await.unwrap();
+        put(s, "src/sub/b", b"b").await.unwrap();
+        s.copy(&key("src"), &key("dst")).await.unwrap();
+        assert_eq!(read(s, "dst/sub/b").await.as_deref(), Some(&b"b"[..]));
+        assert_eq!(read(s, "src/a").await.as_deref(), Some(&b"a"[..]));
+        s.rename(&key("src"), &key("moved")).await.unwrap();
+        assert_eq!(s.stat(&key("src")).await.unwrap(), None);
+        assert_eq!(read(s, "moved/sub/b").await.as_deref(), Some(&b"b"[..]));
+        assert!(matches!(s.copy(&key("moved"), &key("no/where")).await, Err(StoreError::ParentMissing(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_store_reports_full_and_frees_a_dropped_upload() {
+    let s = MemoryStore::with_capacity(10);
+    let mut w = s.begin_put(&key("a"), Parents::Create).await.unwrap();
+    w.write(Bytes::from_static(b"12345678")).await.unwrap();
+    assert!(matches!(w.write(Bytes::from_static(b"abc")).await, Err(StoreError::Full)));
+    drop(w);
+    assert_eq!(read(&s, "a").await, None);
+    put(&s, "b", b"0123456789").await.unwrap();
+}
+
+#[tokio::test]
+async fn local_store_discards_staged_leftovers_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::open(dir.path()).unwrap();
+    put(&s, "kept.ts", b"whole").await.unwrap();
+    let mut w = s.begin_put(&key("lost.ts"), Parents::Create).await.unwrap();
+    w.write(Bytes::from(vec![1u8; 300_000])).await.unwrap();
+    // Simulate a crash: the upload is never committed nor dropped.
+    std::mem::forget(w);
+    assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 1);
+    let s = LocalStore::open(dir.path()).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+    assert_eq!(read(&s, "kept.ts").await.as_deref(), Some(&b"whole"[..]));
+    assert_eq!(read(&s, "lost.ts").await, None);
+}

@@ -1,0 +1,475 @@
+//! A store in a local directory: `objects/` holds published objects under
+//! their keys, `staging/` holds uploads in progress.
+//!
+//! Publishing writes the staged file, fsyncs it, renames it over the key
+//! (atomic on POSIX file systems) and fsyncs the directory, so after a crash
+//! a key holds either its previous version or the new one, whole. Staging
+//! lives on the same file system as the objects so that rename never copies.
+//! Leftovers in `staging/` after a crash are removed when the store opens.
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tandem_core::ObjectPath;
+use tokio::task::spawn_blocking;
+
+use crate::{
+    BoxFuture, ByteStream, Committed, Entry, ObjectMeta, Parents, StagedWrite, Store, StoreError,
+    clamp, etag_for,
+};
+
+/// Marks a directory that a client created on purpose (WebDAV MKCOL).
+const COLLECTION_MARKER: &str = ".tandem-collection";
+/// Size of the chunks an object is read in.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A store rooted at a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    inner: Arc<Dirs>,
+}
+
+#[derive(Debug)]
+struct Dirs {
+    objects: PathBuf,
+    staging: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) a store under `root`, and removes uploads
+    /// that a previous process left unfinished.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let objects = root.join("objects");
+        let staging = root.join("staging");
+        for dir in [&objects, &staging] {
+            fs::create_dir_all(dir).map_err(|e| StoreError::from_io("create", dir.display(), e))?;
+        }
+        let mut removed = 0usize;
+        let entries = fs::read_dir(&staging).map_err(|e| StoreError::from_io("list", staging.display(), e))?;
+        for entry in entries.flatten() {
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "discarded unfinished uploads from a previous run");
+        }
+        Ok(Self { inner: Arc::new(Dirs { objects, staging }) })
+    }
+
+    fn path_of(&self, key: &ObjectPath) -> PathBuf {
+        path_under(&self.inner.objects, key)
+    }
+}
+
+fn path_under(root: &Path, key: &ObjectPath) -> PathBuf {
+    let mut p = root.to_path_buf();
+    p.extend(key.segments());
+    p
+}
+
+fn meta_of(md: &fs::Metadata) -> ObjectMeta {
+    let modified = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    ObjectMeta { size: md.len(), modified, etag: etag_for(md.len(), modified) }
+}
+
+fn entry_of(path: &Path, md: &fs::Metadata) -> Entry {
+    if md.is_dir() {
+        Entry::Collection {
+            explicit: path.join(COLLECTION_MARKER).exists(),
+            modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    } else {
+        Entry::Object(meta_of(md))
+    }
+}
+
+fn stat_path(path: &Path) -> io::Result<Option<Entry>> {
+    match fs::metadata(path) {
+        Ok(md) => Ok(Some(entry_of(path, &md))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        // A file where a directory was expected (`a.ts/b`) means "absent".
+        Err(e) if e.raw_os_error() == Some(20) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Checks (and under [`Parents::Create`] creates) the parent directories of
+/// `key`, refusing when an object stands where a collection must be.
+fn prepare_parents(objects: &Path, key: &ObjectPath, parents: Parents) -> Result<(), StoreError> {
+    let Some(parent) = key.parent() else {
+        return Err(StoreError::Conflict { path: key.clone(), why: "the root is a collection" });
+    };
+    let mut dir = objects.to_path_buf();
+    for seg in parent.segments() {
+        dir.push(seg);
+        match fs::metadata(&dir) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(StoreError::Conflict { path: key.clone(), why: "an object stands where a collection is needed" });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match parents {
+                Parents::MustExist => return Err(StoreError::ParentMissing(key.clone())),
+                Parents::Create => {
+                    fs::create_dir(&dir)
+                        .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+                        .map_err(|e| StoreError::from_io("create collection", &parent, e))?;
+                }
+            },
+            Err(e) => return Err(StoreError::from_io("stat", &parent, e)),
+        }
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Io { op: "run", path: String::new(), source: io::Error::other(e.to_string()) })
+    })
+}
+
+/// Bytes gathered before one write to the staged file: large enough that a
+/// blocking-pool hop per write costs little, small enough that a 2 GB upload
+/// holds well under a megabyte.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// An upload staged in `staging/`, removed on drop unless committed.
+struct LocalWrite {
+    file: Option<fs::File>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    temp: PathBuf,
+    target: PathBuf,
+    key: ObjectPath,
+    written: u64,
+    committed: bool,
+}
+
+impl Drop for LocalWrite {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.file.take();
+            // Best effort: a leftover is removed at the next open anyway.
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+impl LocalWrite {
+    fn closed(&self) -> StoreError {
+        StoreError::Io { op: "write", path: self.key.to_string(), source: io::Error::other("upload already closed") }
+    }
+
+    /// Writes the gathered chunks to the staged file, off the runtime.
+    async fn flush_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut file = self.file.take().ok_or_else(|| self.closed())?;
+        let chunks = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        let key = self.key.clone();
+        let file = blocking(move || {
+            for c in &chunks {
+                file.write_all(c).map_err(|e| StoreError::from_io("write", &key, e))?;
+            }
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+impl StagedWrite for LocalWrite {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if self.file.is_none() {
+                return Err(self.closed());
+            }
+            self.written += chunk.len() as u64;
+            self.pending_len += chunk.len();
+            self.pending.push(chunk);
+            if self.pending_len >= WRITE_BATCH {
+                self.flush_pending().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<Committed, StoreError>> {
+        Box::pin(async move {
+            self.flush_pending().await?;
+            let file = self.file.take();
+            let temp = self.temp.clone();
+            let target = self.target.clone();
+            let key = self.key.clone();
+            let result = blocking(move || {
+                let file = file.ok_or_else(|| StoreError::Io { op: "commit", path: key.to_string(), source: io::Error::other("upload already closed") })?;
+                file.sync_all().map_err(|e| StoreError::from_io("fsync", &key, e))?;
+                drop(file);
+                if fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false) {
+                    return Err(StoreError::Conflict { path: key, why: "a collection already has this name" });
+                }
+                let replaced = target.exists();
+                fs::rename(&temp, &target).map_err(|e| StoreError::from_io("publish", &key, e))?;
+                if let Some(dir) = target.parent() {
+                    fsync_dir(dir).map_err(|e| StoreError::from_io("fsync directory", &key, e))?;
+                }
+                let md = fs::metadata(&target).map_err(|e| StoreError::from_io("stat", &key, e))?;
+                Ok(Committed { replaced, meta: meta_of(&md) })
+            })
+            .await;
+            // On success the temp file is now the object; on failure Drop
+            // removes it.
+            self.committed = result.is_ok();
+            result
+        })
+    }
+}
+
+fn random_name() -> String {
+    let mut b = [0u8; 12];
+    if getrandom::fill(&mut b).is_err() {
+        let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        b[..12].copy_from_slice(&t.to_le_bytes()[..12]);
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn read_range(path: &Path, key: &ObjectPath, range: Option<Range<u64>>) -> Result<(ObjectMeta, ByteStream), StoreError> {
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) || e.raw_os_error() == Some(20) => {
+            return Err(StoreError::NotFound(key.clone()));
+        }
+        Err(e) => return Err(StoreError::from_io("open", key, e)),
+    };
+    let md = file.metadata().map_err(|e| StoreError::from_io("stat", key, e))?;
+    if md.is_dir() {
+        return Err(StoreError::Conflict { path: key.clone(), why: "this is a collection, not an object" });
+    }
+    let meta = meta_of(&md);
+    let r = clamp(range, meta.size);
+    file.seek(SeekFrom::Start(r.start)).map_err(|e| StoreError::from_io("seek", key, e))?;
+    let remaining = r.end - r.start;
+    // The open file handle keeps serving this version even if a newer one is
+    // published meanwhile: a reader gets one version, whole.
+    let stream = futures_util::stream::try_unfold((file, remaining), |(mut file, remaining)| async move {
+        if remaining == 0 {
+            return Ok(None);
+        }
+        let want = usize::try_from(remaining).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+        let (file, buf) = spawn_blocking(move || {
+            let mut buf = vec![0u8; want];
+            let n = file.read(&mut buf).map(|n| {
+                buf.truncate(n);
+                buf
+            });
+            (file, n)
+        })
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        let buf = buf?;
+        if buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "object shrank while being read"));
+        }
+        let left = remaining - buf.len() as u64;
+        Ok(Some((Bytes::from(buf), (file, left))))
+    });
+    Ok((meta, Box::pin(stream)))
+}
+
+fn copy_tree(from: &Path, to: &Path, staging: &Path, key: &ObjectPath) -> Result<(), StoreError> {
+    let md = fs::metadata(from).map_err(|e| StoreError::from_io("stat", key, e))?;
+    if md.is_dir() {
+        remove_any(to, key)?;
+        fs::create_dir(to).map_err(|e| StoreError::from_io("create collection", key, e))?;
+        let entries = fs::read_dir(from).map_err(|e| StoreError::from_io("list", key, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::from_io("list", key, e))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()), staging, key)?;
+        }
+        Ok(())
+    } else {
+        let temp = staging.join(format!("{}.part", random_name()));
+        let publish = || -> io::Result<()> {
+            fs::copy(from, &temp)?;
+            fs::File::open(&temp)?.sync_all()?;
+            if fs::metadata(to).map(|m| m.is_dir()).unwrap_or(false) {
+                fs::remove_dir_all(to)?;
+            }
+            fs::rename(&temp, to)
+        };
+        publish().map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            StoreError::from_io("copy", key, e)
+        })
+    }
+}
+
+fn remove_any(path: &Path, key: &ObjectPath) -> Result<(), StoreError> {
+    let r = match fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    r.map_err(|e| StoreError::from_io("delete", key, e))
+}
+
+fn require_parent(objects: &Path, key: &ObjectPath) -> Result<PathBuf, StoreError> {
+    let parent = key.parent().ok_or_else(|| StoreError::Conflict { path: key.clone(), why: "the root is a collection" })?;
+    let dir = path_under(objects, &parent);
+    match fs::metadata(&dir) {
+        Ok(md) if md.is_dir() => Ok(dir),
+        Ok(_) => Err(StoreError::Conflict { path: key.clone(), why: "an object stands where a collection is needed" }),
+        Err(_) => Err(StoreError::ParentMissing(key.clone())),
+    }
+}
+
+impl Store for LocalStore {
+    fn begin_put<'a>(&'a self, key: &'a ObjectPath, parents: Parents) -> BoxFuture<'a, Result<Box<dyn StagedWrite>, StoreError>> {
+        Box::pin(async move {
+            let dirs = self.inner.clone();
+            let key = key.clone();
+            blocking(move || {
+                prepare_parents(&dirs.objects, &key, parents)?;
+                let target = path_under(&dirs.objects, &key);
+                if fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false) {
+                    return Err(StoreError::Conflict { path: key, why: "a collection already has this name" });
+                }
+                let temp = dirs.staging.join(format!("{}.part", random_name()));
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&temp)
+                    .map_err(|e| StoreError::from_io("stage", &key, e))?;
+                let w: Box<dyn StagedWrite> =
+                    Box::new(LocalWrite { file: Some(file), pending: Vec::new(), pending_len: 0, temp, target, key, written: 0, committed: false });
+                Ok(w)
+            })
+            .await
+        })
+    }
+
+    fn stat<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {
+        let path = self.path_of(key);
+        let key = key.clone();
+        Box::pin(blocking(move || stat_path(&path).map_err(|e| StoreError::from_io("stat", &key, e))))
+    }
+
+    fn get<'a>(&'a self, key: &'a ObjectPath, range: Option<Range<u64>>) -> BoxFuture<'a, Result<(ObjectMeta, ByteStream), StoreError>> {
+        let path = self.path_of(key);
+        let key = key.clone();
+        Box::pin(blocking(move || read_range(&path, &key, range)))
+    }
+
+    fn delete<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        let path = self.path_of(key);
+        let key = key.clone();
+        Box::pin(blocking(move || {
+            if key.is_root() {
+                return Err(StoreError::Conflict { path: key, why: "the root cannot be deleted" });
+            }
+            if stat_path(&path).map_err(|e| StoreError::from_io("stat", &key, e))?.is_none() {
+                return Err(StoreError::NotFound(key));
+            }
+            remove_any(&path, &key)?;
+            if let Some(dir) = path.parent() {
+                fsync_dir(dir).map_err(|e| StoreError::from_io("fsync directory", &key, e))?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn create_collection<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dirs = self.inner.clone();
+        let key = key.clone();
+        Box::pin(blocking(move || {
+            let parent_dir = require_parent(&dirs.objects, &key)?;
+            let path = path_under(&dirs.objects, &key);
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::AlreadyExists { path: key }),
+                Err(e) => return Err(StoreError::from_io("create collection", &key, e)),
+            }
+            fs::File::create(path.join(COLLECTION_MARKER)).map_err(|e| StoreError::from_io("create collection", &key, e))?;
+            fsync_dir(&parent_dir).map_err(|e| StoreError::from_io("fsync directory", &key, e))
+        }))
+    }
+
+    fn list<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<Vec<(String, Entry)>, StoreError>> {
+        let path = self.path_of(key);
+        let key = key.clone();
+        Box::pin(blocking(move || {
+            let rd = match fs::read_dir(&path) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(key)),
+                Err(e) => return Err(StoreError::from_io("list", &key, e)),
+            };
+            let mut out = Vec::new();
+            for entry in rd {
+                let entry = entry.map_err(|e| StoreError::from_io("list", &key, e))?;
+                let Ok(name) = entry.file_name().into_string() else { continue };
+                if name.starts_with(tandem_core::name::RESERVED_PREFIX) {
+                    continue;
+                }
+                let p = entry.path();
+                // An entry removed between readdir and stat is skipped.
+                if let Ok(Some(e)) = stat_path(&p) {
+                    out.push((name, e));
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        }))
+    }
+
+    fn copy<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dirs = self.inner.clone();
+        let (from, to) = (from.clone(), to.clone());
+        Box::pin(blocking(move || {
+            let src = path_under(&dirs.objects, &from);
+            if stat_path(&src).map_err(|e| StoreError::from_io("stat", &from, e))?.is_none() {
+                return Err(StoreError::NotFound(from));
+            }
+            let parent = require_parent(&dirs.objects, &to)?;
+            copy_tree(&src, &path_under(&dirs.objects, &to), &dirs.staging, &to)?;
+            fsync_dir(&parent).map_err(|e| StoreError::from_io("fsync directory", &to, e))
+        }))
+    }
+
+    fn rename<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dirs = self.inner.clone();
+        let (from, to) = (from.clone(), to.clone());
+        Box::pin(blocking(move || {
+            let src = path_under(&dirs.objects, &from);
+            if stat_path(&src).map_err(|e| StoreError::from_io("stat", &from, e))?.is_none() {
+                return Err(StoreError::NotFound(from));
+            }
+            let parent = require_parent(&dirs.objects, &to)?;
+            let dst = path_under(&dirs.objects, &to);
+            if fs::metadata(&dst).map(|m| m.is_dir()).unwrap_or(false) {
+                remove_any(&dst, &to)?;
+            }
+            fs::rename(&src, &dst).map_err(|e| StoreError::from_io("move", &to, e))?;
+            fsync_dir(&parent).map_err(|e| StoreError::from_io("fsync directory", &to, e))
+        }))
+    }
+}
