@@ -74,7 +74,13 @@ mod tests {
     fn input_state_follows_the_age_of_the_last_write() {
         let t = Duration::from_secs(10);
         assert_eq!(InputState::classify(None, t), InputState::Idle);
-        assert_eq!(InputState::classify(Some(Duration::from_secs(10)), t), InputState::Receiving);
-        assert_eq!(InputState::classify(Some(Duration::from_secs(11)), t), InputState::Lost);
+        assert_eq!(
+            InputState::classify(Some(Duration::from_secs(10)), t),
+            InputState::Receiving
+        );
+        assert_eq!(
+            InputState::classify(Some(Duration::from_secs(11)), t),
+            InputState::Lost
+        );
     }
 }

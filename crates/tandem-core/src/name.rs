@@ -36,7 +36,8 @@ impl ChannelId {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+            && s.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -147,7 +148,10 @@ impl ObjectPath {
         }
         let len = segments.iter().map(|s| s.len() + 1).sum::<usize>();
         if len > Self::MAX_LEN {
-            return Err(NameError::TooLong { len, max: Self::MAX_LEN });
+            return Err(NameError::TooLong {
+                len,
+                max: Self::MAX_LEN,
+            });
         }
         Ok(Self { segments })
     }
@@ -182,7 +186,9 @@ impl ObjectPath {
     /// The path without its last segment, or `None` for the root.
     pub fn parent(&self) -> Option<Self> {
         let (_, head) = self.segments.split_last()?;
-        Some(Self { segments: head.to_vec() })
+        Some(Self {
+            segments: head.to_vec(),
+        })
     }
 
     /// Whether `self` equals `prefix` or lies below it.
@@ -193,7 +199,9 @@ impl ObjectPath {
     /// The part of `self` below `prefix`, if `self` lies below it.
     pub fn strip_prefix(&self, prefix: &ObjectPath) -> Option<Self> {
         let rest = self.segments.strip_prefix(prefix.segments.as_slice())?;
-        Some(Self { segments: rest.to_vec() })
+        Some(Self {
+            segments: rest.to_vec(),
+        })
     }
 
     /// The path percent-encoded for use in a URL (no leading slash).
@@ -216,7 +224,12 @@ impl fmt::Display for ObjectPath {
 }
 
 fn validate_segment(s: &str) -> Result<(), NameError> {
-    let bad = |why| Err(NameError::BadSegment { segment: s.to_owned(), why });
+    let bad = |why| {
+        Err(NameError::BadSegment {
+            segment: s.to_owned(),
+            why,
+        })
+    };
     if s.is_empty() {
         return bad("empty segments (// or a leading /) would make the path absolute or ambiguous");
     }
@@ -296,7 +309,10 @@ mod tests {
         assert!(ChannelId::parse("news_1-hd").is_ok());
         assert!(ChannelId::parse(&"a".repeat(64)).is_ok());
         for bad in ["", "News", "a b", "a/b", "é", &"a".repeat(65)] {
-            assert_eq!(ChannelId::parse(bad), Err(NameError::BadChannelId(bad.to_owned())));
+            assert_eq!(
+                ChannelId::parse(bad),
+                Err(NameError::BadChannelId(bad.to_owned()))
+            );
         }
     }
 
@@ -339,21 +355,36 @@ mod tests {
     #[test]
     fn decoding_happens_exactly_once() {
         let path = p("live/a%2541.ts").ok();
-        assert_eq!(path.as_ref().map(ToString::to_string).as_deref(), Some("live/a%41.ts"));
-        assert_eq!(path.map(|x| x.to_url_path()).as_deref(), Some("live/a%2541.ts"));
+        assert_eq!(
+            path.as_ref().map(ToString::to_string).as_deref(),
+            Some("live/a%41.ts")
+        );
+        assert_eq!(
+            path.map(|x| x.to_url_path()).as_deref(),
+            Some("live/a%2541.ts")
+        );
     }
 
     #[test]
     fn trailing_slash_names_the_collection() {
         assert_eq!(p("live/"), p("live"));
         assert_eq!(p(""), Ok(ObjectPath::root()));
-        assert_eq!(p("live/").ok().and_then(|x| x.parent()), Some(ObjectPath::root()));
+        assert_eq!(
+            p("live/").ok().and_then(|x| x.parent()),
+            Some(ObjectPath::root())
+        );
     }
 
     #[test]
     fn utf8_segments_round_trip_through_urls() {
         let path = p("r%C3%A9sum%C3%A9.txt").ok();
-        assert_eq!(path.as_ref().map(ToString::to_string).as_deref(), Some("résumé.txt"));
-        assert_eq!(path.map(|x| x.to_url_path()).as_deref(), Some("r%C3%A9sum%C3%A9.txt"));
+        assert_eq!(
+            path.as_ref().map(ToString::to_string).as_deref(),
+            Some("résumé.txt")
+        );
+        assert_eq!(
+            path.map(|x| x.to_url_path()).as_deref(),
+            Some("r%C3%A9sum%C3%A9.txt")
+        );
     }
 }

@@ -9,7 +9,9 @@
 /// The counter at the end of a file name's stem, if there is one:
 /// `channel-high-00001.ts` → 1, `channel7.ts` → 7, `channel.m3u8` → None.
 pub fn segment_counter(file_name: &str) -> Option<u64> {
-    let stem = file_name.rsplit_once('.').map_or(file_name, |(stem, _)| stem);
+    let stem = file_name
+        .rsplit_once('.')
+        .map_or(file_name, |(stem, _)| stem);
     let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     let tail = stem.get(stem.len() - digits..)?;
     if tail.is_empty() {

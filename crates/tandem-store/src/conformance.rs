@@ -33,10 +33,13 @@ async fn each_store(test: impl AsyncFn(&dyn Store)) {
 #[tokio::test]
 async fn an_object_is_invisible_until_commit() {
     each_store(async |s| {
-        let mut w = s.begin_put(&key("live/a.ts"), Parents::Create).await.unwrap();
+        let mut w = s
+            .begin_put(&key("live/a.ts"), Parents::Create)
+            .await
+            .unwrap();
         w.write(Bytes::from_static(b"half")).await.unwrap();
         assert_eq!(read(s, "live/a.ts").await, None);
-        assert!(matches!(s.stat(&key("live/a.ts")).await.unwrap(), None));
+        assert!(s.stat(&key("live/a.ts")).await.unwrap().is_none());
         let c = w.commit().await.unwrap();
         assert!(!c.replaced);
         assert_eq!(c.meta.size, 4);
@@ -53,7 +56,10 @@ async fn a_dropped_upload_keeps_the_previous_version() {
         w.write(Bytes::from(vec![7u8; 600_000])).await.unwrap();
         drop(w);
         assert_eq!(read(s, "a.m3u8").await.as_deref(), Some(&b"v1"[..]));
-        assert!(put(s, "a.m3u8", b"v2").await.unwrap(), "second commit replaces");
+        assert!(
+            put(s, "a.m3u8", b"v2").await.unwrap(),
+            "second commit replaces"
+        );
         assert_eq!(read(s, "a.m3u8").await.as_deref(), Some(&b"v2"[..]));
     })
     .await;
@@ -77,13 +83,40 @@ async fn collections_are_explicit_or_implicit_and_list_their_children() {
     each_store(async |s| {
         put(s, "live/a.ts", b"a").await.unwrap();
         s.create_collection(&key("dav")).await.unwrap();
-        assert!(matches!(s.stat(&key("live")).await.unwrap(), Some(Entry::Collection { explicit: false, .. })));
-        assert!(matches!(s.stat(&key("dav")).await.unwrap(), Some(Entry::Collection { explicit: true, .. })));
-        assert!(matches!(s.create_collection(&key("dav")).await, Err(StoreError::AlreadyExists { .. })));
-        assert!(matches!(s.create_collection(&key("x/y")).await, Err(StoreError::ParentMissing(_))));
-        let names: Vec<String> = s.list(&ObjectPath::root()).await.unwrap().into_iter().map(|(n, _)| n).collect();
+        assert!(matches!(
+            s.stat(&key("live")).await.unwrap(),
+            Some(Entry::Collection {
+                explicit: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.stat(&key("dav")).await.unwrap(),
+            Some(Entry::Collection { explicit: true, .. })
+        ));
+        assert!(matches!(
+            s.create_collection(&key("dav")).await,
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            s.create_collection(&key("x/y")).await,
+            Err(StoreError::ParentMissing(_))
+        ));
+        let names: Vec<String> = s
+            .list(&ObjectPath::root())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(names, ["dav", "live"]);
-        let names: Vec<String> = s.list(&key("live")).await.unwrap().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = s
+            .list(&key("live"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(names, ["a.ts"]);
     })
     .await;
@@ -92,7 +125,10 @@ async fn collections_are_explicit_or_implicit_and_list_their_children() {
 #[tokio::test]
 async fn must_exist_refuses_a_missing_parent_before_any_byte() {
     each_store(async |s| {
-        assert!(matches!(s.begin_put(&key("no/parent.txt"), Parents::MustExist).await, Err(StoreError::ParentMissing(_))));
+        assert!(matches!(
+            s.begin_put(&key("no/parent.txt"), Parents::MustExist).await,
+            Err(StoreError::ParentMissing(_))
+        ));
         assert_eq!(s.stat(&key("no")).await.unwrap(), None);
     })
     .await;
@@ -102,7 +138,10 @@ async fn must_exist_refuses_a_missing_parent_before_any_byte() {
 async fn an_object_cannot_stand_in_for_a_collection() {
     each_store(async |s| {
         put(s, "f", b"x").await.unwrap();
-        assert!(matches!(s.begin_put(&key("f/g"), Parents::Create).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            s.begin_put(&key("f/g"), Parents::Create).await,
+            Err(StoreError::Conflict { .. })
+        ));
         assert_eq!(s.stat(&key("f/g")).await.unwrap(), None);
     })
     .await;
@@ -117,7 +156,10 @@ async fn delete_removes_objects_and_trees() {
         assert_eq!(read(s, "d/a").await, None);
         s.delete(&key("d")).await.unwrap();
         assert_eq!(s.stat(&key("d/e/b")).await.unwrap(), None);
-        assert!(matches!(s.delete(&key("d")).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.delete(&key("d")).await,
+            Err(StoreError::NotFound(_))
+        ));
     })
     .await;
 }
@@ -133,7 +175,16 @@ async fn copy_and_rename_move_whole_trees() {
         s.rename(&key("src"), &key("moved")).await.unwrap();
         assert_eq!(s.stat(&key("src")).await.unwrap(), None);
         assert_eq!(read(s, "moved/sub/b").await.as_deref(), Some(&b"b"[..]));
-        assert!(matches!(s.copy(&key("moved"), &key("no/where")).await, Err(StoreError::ParentMissing(_))));
+        assert!(matches!(
+            s.copy(&key("moved"), &key("no/where")).await,
+            Err(StoreError::ParentMissing(_))
+        ));
+        put(s, "plain", b"p").await.unwrap();
+        s.rename(&key("moved"), &key("plain")).await.unwrap();
+        assert_eq!(read(s, "plain/sub/b").await.as_deref(), Some(&b"b"[..]));
+        put(s, "f2", b"f").await.unwrap();
+        s.rename(&key("f2"), &key("plain")).await.unwrap();
+        assert_eq!(read(s, "plain").await.as_deref(), Some(&b"f"[..]));
     })
     .await;
 }
@@ -143,7 +194,10 @@ async fn memory_store_reports_full_and_frees_a_dropped_upload() {
     let s = MemoryStore::with_capacity(10);
     let mut w = s.begin_put(&key("a"), Parents::Create).await.unwrap();
     w.write(Bytes::from_static(b"12345678")).await.unwrap();
-    assert!(matches!(w.write(Bytes::from_static(b"abc")).await, Err(StoreError::Full)));
+    assert!(matches!(
+        w.write(Bytes::from_static(b"abc")).await,
+        Err(StoreError::Full)
+    ));
     drop(w);
     assert_eq!(read(&s, "a").await, None);
     put(&s, "b", b"0123456789").await.unwrap();
@@ -158,9 +212,19 @@ async fn local_store_discards_staged_leftovers_on_open() {
     w.write(Bytes::from(vec![1u8; 300_000])).await.unwrap();
     // Simulate a crash: the upload is never committed nor dropped.
     std::mem::forget(w);
-    assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("staging"))
+            .unwrap()
+            .count(),
+        1
+    );
     let s = LocalStore::open(dir.path()).unwrap();
-    assert_eq!(std::fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("staging"))
+            .unwrap()
+            .count(),
+        0
+    );
     assert_eq!(read(&s, "kept.ts").await.as_deref(), Some(&b"whole"[..]));
     assert_eq!(read(&s, "lost.ts").await, None);
 }

@@ -102,7 +102,11 @@ impl StoreError {
             Some(EROFS) => Self::Unwritable(source),
             _ if source.kind() == io::ErrorKind::PermissionDenied => Self::Unwritable(source),
             _ if source.kind() == io::ErrorKind::StorageFull => Self::Full,
-            _ => Self::Io { op, path: path.to_string(), source },
+            _ => Self::Io {
+                op,
+                path: path.to_string(),
+                source,
+            },
         }
     }
 }
@@ -129,7 +133,7 @@ pub struct Committed {
 
 /// Tandem's storage. Every method is safe to call concurrently; two writes
 /// to one key publish in commit order, each whole.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Starts an upload to `key`. Parent collections are checked now (and
     /// created, under [`Parents::Create`]), so a refusal comes before any
     /// body byte is read.
@@ -153,7 +157,10 @@ pub trait Store: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Creates an explicit collection. Its parent must exist.
-    fn create_collection<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn create_collection<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The direct children of a collection, sorted by name.
     fn list<'a>(
@@ -164,12 +171,19 @@ pub trait Store: Send + Sync + 'static {
     /// Copies an object or a collection tree to `to` (whose parent must
     /// exist), replacing what is there. Each copied object is published
     /// whole.
-    fn copy<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn copy<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Moves an object or a collection tree to `to` (whose parent must
     /// exist), replacing what is there.
-    fn rename<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath)
-    -> BoxFuture<'a, Result<(), StoreError>>;
+    fn rename<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// A strong validator from size and modification time, as most origins

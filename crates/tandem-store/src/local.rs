@@ -50,7 +50,8 @@ impl LocalStore {
             fs::create_dir_all(dir).map_err(|e| StoreError::from_io("create", dir.display(), e))?;
         }
         let mut removed = 0usize;
-        let entries = fs::read_dir(&staging).map_err(|e| StoreError::from_io("list", staging.display(), e))?;
+        let entries = fs::read_dir(&staging)
+            .map_err(|e| StoreError::from_io("list", staging.display(), e))?;
         for entry in entries.flatten() {
             if fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
@@ -59,7 +60,9 @@ impl LocalStore {
         if removed > 0 {
             tracing::info!(removed, "discarded unfinished uploads from a previous run");
         }
-        Ok(Self { inner: Arc::new(Dirs { objects, staging }) })
+        Ok(Self {
+            inner: Arc::new(Dirs { objects, staging }),
+        })
     }
 
     fn path_of(&self, key: &ObjectPath) -> PathBuf {
@@ -75,7 +78,11 @@ fn path_under(root: &Path, key: &ObjectPath) -> PathBuf {
 
 fn meta_of(md: &fs::Metadata) -> ObjectMeta {
     let modified = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    ObjectMeta { size: md.len(), modified, etag: etag_for(md.len(), modified) }
+    ObjectMeta {
+        size: md.len(),
+        modified,
+        etag: etag_for(md.len(), modified),
+    }
 }
 
 fn entry_of(path: &Path, md: &fs::Metadata) -> Entry {
@@ -107,7 +114,10 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// `key`, refusing when an object stands where a collection must be.
 fn prepare_parents(objects: &Path, key: &ObjectPath, parents: Parents) -> Result<(), StoreError> {
     let Some(parent) = key.parent() else {
-        return Err(StoreError::Conflict { path: key.clone(), why: "the root is a collection" });
+        return Err(StoreError::Conflict {
+            path: key.clone(),
+            why: "the root is a collection",
+        });
     };
     let mut dir = objects.to_path_buf();
     for seg in parent.segments() {
@@ -115,13 +125,22 @@ fn prepare_parents(objects: &Path, key: &ObjectPath, parents: Parents) -> Result
         match fs::metadata(&dir) {
             Ok(md) if md.is_dir() => {}
             Ok(_) => {
-                return Err(StoreError::Conflict { path: key.clone(), why: "an object stands where a collection is needed" });
+                return Err(StoreError::Conflict {
+                    path: key.clone(),
+                    why: "an object stands where a collection is needed",
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => match parents {
                 Parents::MustExist => return Err(StoreError::ParentMissing(key.clone())),
                 Parents::Create => {
                     fs::create_dir(&dir)
-                        .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+                        .or_else(|e| {
+                            if e.kind() == io::ErrorKind::AlreadyExists {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        })
                         .map_err(|e| StoreError::from_io("create collection", &parent, e))?;
                 }
             },
@@ -135,7 +154,11 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(StoreError::Io { op: "run", path: String::new(), source: io::Error::other(e.to_string()) })
+        Err(StoreError::Io {
+            op: "run",
+            path: String::new(),
+            source: io::Error::other(e.to_string()),
+        })
     })
 }
 
@@ -168,7 +191,11 @@ impl Drop for LocalWrite {
 
 impl LocalWrite {
     fn closed(&self) -> StoreError {
-        StoreError::Io { op: "write", path: self.key.to_string(), source: io::Error::other("upload already closed") }
+        StoreError::Io {
+            op: "write",
+            path: self.key.to_string(),
+            source: io::Error::other("upload already closed"),
+        }
     }
 
     /// Writes the gathered chunks to the staged file, off the runtime.
@@ -182,7 +209,8 @@ impl LocalWrite {
         let key = self.key.clone();
         let file = blocking(move || {
             for c in &chunks {
-                file.write_all(c).map_err(|e| StoreError::from_io("write", &key, e))?;
+                file.write_all(c)
+                    .map_err(|e| StoreError::from_io("write", &key, e))?;
             }
             Ok(file)
         })
@@ -220,11 +248,19 @@ impl StagedWrite for LocalWrite {
             let target = self.target.clone();
             let key = self.key.clone();
             let result = blocking(move || {
-                let file = file.ok_or_else(|| StoreError::Io { op: "commit", path: key.to_string(), source: io::Error::other("upload already closed") })?;
-                file.sync_all().map_err(|e| StoreError::from_io("fsync", &key, e))?;
+                let file = file.ok_or_else(|| StoreError::Io {
+                    op: "commit",
+                    path: key.to_string(),
+                    source: io::Error::other("upload already closed"),
+                })?;
+                file.sync_all()
+                    .map_err(|e| StoreError::from_io("fsync", &key, e))?;
                 drop(file);
                 if fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false) {
-                    return Err(StoreError::Conflict { path: key, why: "a collection already has this name" });
+                    return Err(StoreError::Conflict {
+                        path: key,
+                        why: "a collection already has this name",
+                    });
                 }
                 let replaced = target.exists();
                 fs::rename(&temp, &target).map_err(|e| StoreError::from_io("publish", &key, e))?;
@@ -232,7 +268,10 @@ impl StagedWrite for LocalWrite {
                     fsync_dir(dir).map_err(|e| StoreError::from_io("fsync directory", &key, e))?;
                 }
                 let md = fs::metadata(&target).map_err(|e| StoreError::from_io("stat", &key, e))?;
-                Ok(Committed { replaced, meta: meta_of(&md) })
+                Ok(Committed {
+                    replaced,
+                    meta: meta_of(&md),
+                })
             })
             .await;
             // On success the temp file is now the object; on failure Drop
@@ -246,13 +285,20 @@ impl StagedWrite for LocalWrite {
 fn random_name() -> String {
     let mut b = [0u8; 12];
     if getrandom::fill(&mut b).is_err() {
-        let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         b[..12].copy_from_slice(&t.to_le_bytes()[..12]);
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn read_range(path: &Path, key: &ObjectPath, range: Option<Range<u64>>) -> Result<(ObjectMeta, ByteStream), StoreError> {
+fn read_range(
+    path: &Path,
+    key: &ObjectPath,
+    range: Option<Range<u64>>,
+) -> Result<(ObjectMeta, ByteStream), StoreError> {
     let mut file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) || e.raw_os_error() == Some(20) => {
@@ -260,38 +306,50 @@ fn read_range(path: &Path, key: &ObjectPath, range: Option<Range<u64>>) -> Resul
         }
         Err(e) => return Err(StoreError::from_io("open", key, e)),
     };
-    let md = file.metadata().map_err(|e| StoreError::from_io("stat", key, e))?;
+    let md = file
+        .metadata()
+        .map_err(|e| StoreError::from_io("stat", key, e))?;
     if md.is_dir() {
-        return Err(StoreError::Conflict { path: key.clone(), why: "this is a collection, not an object" });
+        return Err(StoreError::Conflict {
+            path: key.clone(),
+            why: "this is a collection, not an object",
+        });
     }
     let meta = meta_of(&md);
     let r = clamp(range, meta.size);
-    file.seek(SeekFrom::Start(r.start)).map_err(|e| StoreError::from_io("seek", key, e))?;
+    file.seek(SeekFrom::Start(r.start))
+        .map_err(|e| StoreError::from_io("seek", key, e))?;
     let remaining = r.end - r.start;
     // The open file handle keeps serving this version even if a newer one is
     // published meanwhile: a reader gets one version, whole.
-    let stream = futures_util::stream::try_unfold((file, remaining), |(mut file, remaining)| async move {
-        if remaining == 0 {
-            return Ok(None);
-        }
-        let want = usize::try_from(remaining).unwrap_or(READ_CHUNK).min(READ_CHUNK);
-        let (file, buf) = spawn_blocking(move || {
-            let mut buf = vec![0u8; want];
-            let n = file.read(&mut buf).map(|n| {
-                buf.truncate(n);
-                buf
-            });
-            (file, n)
-        })
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))?;
-        let buf = buf?;
-        if buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "object shrank while being read"));
-        }
-        let left = remaining - buf.len() as u64;
-        Ok(Some((Bytes::from(buf), (file, left))))
-    });
+    let stream =
+        futures_util::stream::try_unfold((file, remaining), |(mut file, remaining)| async move {
+            if remaining == 0 {
+                return Ok(None);
+            }
+            let want = usize::try_from(remaining)
+                .unwrap_or(READ_CHUNK)
+                .min(READ_CHUNK);
+            let (file, buf) = spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                let n = file.read(&mut buf).map(|n| {
+                    buf.truncate(n);
+                    buf
+                });
+                (file, n)
+            })
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+            let buf = buf?;
+            if buf.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shrank while being read",
+                ));
+            }
+            let left = remaining - buf.len() as u64;
+            Ok(Some((Bytes::from(buf), (file, left))))
+        });
     Ok((meta, Box::pin(stream)))
 }
 
@@ -334,17 +392,27 @@ fn remove_any(path: &Path, key: &ObjectPath) -> Result<(), StoreError> {
 }
 
 fn require_parent(objects: &Path, key: &ObjectPath) -> Result<PathBuf, StoreError> {
-    let parent = key.parent().ok_or_else(|| StoreError::Conflict { path: key.clone(), why: "the root is a collection" })?;
+    let parent = key.parent().ok_or_else(|| StoreError::Conflict {
+        path: key.clone(),
+        why: "the root is a collection",
+    })?;
     let dir = path_under(objects, &parent);
     match fs::metadata(&dir) {
         Ok(md) if md.is_dir() => Ok(dir),
-        Ok(_) => Err(StoreError::Conflict { path: key.clone(), why: "an object stands where a collection is needed" }),
+        Ok(_) => Err(StoreError::Conflict {
+            path: key.clone(),
+            why: "an object stands where a collection is needed",
+        }),
         Err(_) => Err(StoreError::ParentMissing(key.clone())),
     }
 }
 
 impl Store for LocalStore {
-    fn begin_put<'a>(&'a self, key: &'a ObjectPath, parents: Parents) -> BoxFuture<'a, Result<Box<dyn StagedWrite>, StoreError>> {
+    fn begin_put<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+        parents: Parents,
+    ) -> BoxFuture<'a, Result<Box<dyn StagedWrite>, StoreError>> {
         Box::pin(async move {
             let dirs = self.inner.clone();
             let key = key.clone();
@@ -352,7 +420,10 @@ impl Store for LocalStore {
                 prepare_parents(&dirs.objects, &key, parents)?;
                 let target = path_under(&dirs.objects, &key);
                 if fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false) {
-                    return Err(StoreError::Conflict { path: key, why: "a collection already has this name" });
+                    return Err(StoreError::Conflict {
+                        path: key,
+                        why: "a collection already has this name",
+                    });
                 }
                 let temp = dirs.staging.join(format!("{}.part", random_name()));
                 let file = fs::OpenOptions::new()
@@ -360,8 +431,16 @@ impl Store for LocalStore {
                     .create_new(true)
                     .open(&temp)
                     .map_err(|e| StoreError::from_io("stage", &key, e))?;
-                let w: Box<dyn StagedWrite> =
-                    Box::new(LocalWrite { file: Some(file), pending: Vec::new(), pending_len: 0, temp, target, key, written: 0, committed: false });
+                let w: Box<dyn StagedWrite> = Box::new(LocalWrite {
+                    file: Some(file),
+                    pending: Vec::new(),
+                    pending_len: 0,
+                    temp,
+                    target,
+                    key,
+                    written: 0,
+                    committed: false,
+                });
                 Ok(w)
             })
             .await
@@ -371,10 +450,16 @@ impl Store for LocalStore {
     fn stat<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {
         let path = self.path_of(key);
         let key = key.clone();
-        Box::pin(blocking(move || stat_path(&path).map_err(|e| StoreError::from_io("stat", &key, e))))
+        Box::pin(blocking(move || {
+            stat_path(&path).map_err(|e| StoreError::from_io("stat", &key, e))
+        }))
     }
 
-    fn get<'a>(&'a self, key: &'a ObjectPath, range: Option<Range<u64>>) -> BoxFuture<'a, Result<(ObjectMeta, ByteStream), StoreError>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+        range: Option<Range<u64>>,
+    ) -> BoxFuture<'a, Result<(ObjectMeta, ByteStream), StoreError>> {
         let path = self.path_of(key);
         let key = key.clone();
         Box::pin(blocking(move || read_range(&path, &key, range)))
@@ -385,9 +470,15 @@ impl Store for LocalStore {
         let key = key.clone();
         Box::pin(blocking(move || {
             if key.is_root() {
-                return Err(StoreError::Conflict { path: key, why: "the root cannot be deleted" });
+                return Err(StoreError::Conflict {
+                    path: key,
+                    why: "the root cannot be deleted",
+                });
             }
-            if stat_path(&path).map_err(|e| StoreError::from_io("stat", &key, e))?.is_none() {
+            if stat_path(&path)
+                .map_err(|e| StoreError::from_io("stat", &key, e))?
+                .is_none()
+            {
                 return Err(StoreError::NotFound(key));
             }
             remove_any(&path, &key)?;
@@ -398,7 +489,10 @@ impl Store for LocalStore {
         }))
     }
 
-    fn create_collection<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn create_collection<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dirs = self.inner.clone();
         let key = key.clone();
         Box::pin(blocking(move || {
@@ -406,27 +500,37 @@ impl Store for LocalStore {
             let path = path_under(&dirs.objects, &key);
             match fs::create_dir(&path) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::AlreadyExists { path: key }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::AlreadyExists { path: key });
+                }
                 Err(e) => return Err(StoreError::from_io("create collection", &key, e)),
             }
-            fs::File::create(path.join(COLLECTION_MARKER)).map_err(|e| StoreError::from_io("create collection", &key, e))?;
+            fs::File::create(path.join(COLLECTION_MARKER))
+                .map_err(|e| StoreError::from_io("create collection", &key, e))?;
             fsync_dir(&parent_dir).map_err(|e| StoreError::from_io("fsync directory", &key, e))
         }))
     }
 
-    fn list<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<Vec<(String, Entry)>, StoreError>> {
+    fn list<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<Vec<(String, Entry)>, StoreError>> {
         let path = self.path_of(key);
         let key = key.clone();
         Box::pin(blocking(move || {
             let rd = match fs::read_dir(&path) {
                 Ok(rd) => rd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(key)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(StoreError::NotFound(key));
+                }
                 Err(e) => return Err(StoreError::from_io("list", &key, e)),
             };
             let mut out = Vec::new();
             for entry in rd {
                 let entry = entry.map_err(|e| StoreError::from_io("list", &key, e))?;
-                let Ok(name) = entry.file_name().into_string() else { continue };
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
                 if name.starts_with(tandem_core::name::RESERVED_PREFIX) {
                     continue;
                 }
@@ -441,12 +545,19 @@ impl Store for LocalStore {
         }))
     }
 
-    fn copy<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn copy<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dirs = self.inner.clone();
         let (from, to) = (from.clone(), to.clone());
         Box::pin(blocking(move || {
             let src = path_under(&dirs.objects, &from);
-            if stat_path(&src).map_err(|e| StoreError::from_io("stat", &from, e))?.is_none() {
+            if stat_path(&src)
+                .map_err(|e| StoreError::from_io("stat", &from, e))?
+                .is_none()
+            {
                 return Err(StoreError::NotFound(from));
             }
             let parent = require_parent(&dirs.objects, &to)?;
@@ -455,17 +566,27 @@ impl Store for LocalStore {
         }))
     }
 
-    fn rename<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn rename<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dirs = self.inner.clone();
         let (from, to) = (from.clone(), to.clone());
         Box::pin(blocking(move || {
             let src = path_under(&dirs.objects, &from);
-            if stat_path(&src).map_err(|e| StoreError::from_io("stat", &from, e))?.is_none() {
+            if stat_path(&src)
+                .map_err(|e| StoreError::from_io("stat", &from, e))?
+                .is_none()
+            {
                 return Err(StoreError::NotFound(from));
             }
             let parent = require_parent(&dirs.objects, &to)?;
             let dst = path_under(&dirs.objects, &to);
-            if fs::metadata(&dst).map(|m| m.is_dir()).unwrap_or(false) {
+            // rename(2) replaces a file by a file atomically, but cannot put
+            // a directory over anything, nor a file over a directory.
+            let is_dir = |p: &Path| fs::metadata(p).map(|m| m.is_dir()).unwrap_or(false);
+            if dst.exists() && (is_dir(&dst) || is_dir(&src)) {
                 remove_any(&dst, &to)?;
             }
             fs::rename(&src, &dst).map_err(|e| StoreError::from_io("move", &to, e))?;

@@ -9,12 +9,21 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use tandem_core::ObjectPath;
 
-use crate::{BoxFuture, ByteStream, Committed, Entry, ObjectMeta, Parents, StagedWrite, Store, StoreError, clamp, etag_for};
+use crate::{
+    BoxFuture, ByteStream, Committed, Entry, ObjectMeta, Parents, StagedWrite, Store, StoreError,
+    clamp, etag_for,
+};
 
 #[derive(Debug, Clone)]
 enum Node {
-    Object { data: Bytes, modified: SystemTime },
-    Collection { explicit: bool, modified: SystemTime },
+    Object {
+        data: Bytes,
+        modified: SystemTime,
+    },
+    Collection {
+        explicit: bool,
+        modified: SystemTime,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -38,26 +47,38 @@ impl MemoryStore {
 
     /// A store that reports [`StoreError::Full`] once `bytes` are in use.
     pub fn with_capacity(bytes: u64) -> Self {
-        Self { inner: Arc::default(), capacity: Some(bytes) }
+        Self {
+            inner: Arc::default(),
+            capacity: Some(bytes),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied change
         // (each change is one map operation), so a poisoned lock is usable.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 fn entry_of(node: &Node) -> Entry {
     match node {
         Node::Object { data, modified } => Entry::Object(meta(data, *modified)),
-        Node::Collection { explicit, modified } => Entry::Collection { explicit: *explicit, modified: *modified },
+        Node::Collection { explicit, modified } => Entry::Collection {
+            explicit: *explicit,
+            modified: *modified,
+        },
     }
 }
 
 fn meta(data: &Bytes, modified: SystemTime) -> ObjectMeta {
     let size = data.len() as u64;
-    ObjectMeta { size, modified, etag: etag_for(size, modified) }
+    ObjectMeta {
+        size,
+        modified,
+        etag: etag_for(size, modified),
+    }
 }
 
 impl Inner {
@@ -67,19 +88,35 @@ impl Inner {
 
     fn check_parents(&mut self, key: &ObjectPath, parents: Parents) -> Result<(), StoreError> {
         let Some(parent) = key.parent() else {
-            return Err(StoreError::Conflict { path: key.clone(), why: "the root is a collection" });
+            return Err(StoreError::Conflict {
+                path: key.clone(),
+                why: "the root is a collection",
+            });
         };
         let mut dir = ObjectPath::root();
         for seg in parent.segments() {
-            dir = dir.join(seg).map_err(|_| StoreError::NotFound(key.clone()))?;
+            dir = dir
+                .join(seg)
+                .map_err(|_| StoreError::NotFound(key.clone()))?;
             match self.nodes.get(&dir) {
                 Some(Node::Collection { .. }) => {}
                 Some(Node::Object { .. }) => {
-                    return Err(StoreError::Conflict { path: key.clone(), why: "an object stands where a collection is needed" });
+                    return Err(StoreError::Conflict {
+                        path: key.clone(),
+                        why: "an object stands where a collection is needed",
+                    });
                 }
-                None if parents == Parents::MustExist => return Err(StoreError::ParentMissing(key.clone())),
+                None if parents == Parents::MustExist => {
+                    return Err(StoreError::ParentMissing(key.clone()));
+                }
                 None => {
-                    self.nodes.insert(dir.clone(), Node::Collection { explicit: false, modified: SystemTime::now() });
+                    self.nodes.insert(
+                        dir.clone(),
+                        Node::Collection {
+                            explicit: false,
+                            modified: SystemTime::now(),
+                        },
+                    );
                 }
             }
         }
@@ -87,7 +124,12 @@ impl Inner {
     }
 
     fn remove_tree(&mut self, key: &ObjectPath) {
-        let doomed: Vec<ObjectPath> = self.nodes.keys().filter(|k| k.starts_with(key)).cloned().collect();
+        let doomed: Vec<ObjectPath> = self
+            .nodes
+            .keys()
+            .filter(|k| k.starts_with(key))
+            .cloned()
+            .collect();
         for k in doomed {
             if let Some(Node::Object { data, .. }) = self.nodes.remove(&k) {
                 self.used = self.used.saturating_sub(data.len() as u64);
@@ -116,10 +158,8 @@ impl StagedWrite for MemWrite {
             let n = chunk.len() as u64;
             {
                 let mut inner = self.store.lock();
-                if let Some(cap) = self.store.capacity {
-                    if inner.used + n > cap {
-                        return Err(StoreError::Full);
-                    }
+                if self.store.capacity.is_some_and(|cap| inner.used + n > cap) {
+                    return Err(StoreError::Full);
                 }
                 inner.used += n;
             }
@@ -139,30 +179,50 @@ impl StagedWrite for MemWrite {
             let store = self.store.clone();
             let mut inner = store.lock();
             if matches!(inner.nodes.get(&self.key), Some(Node::Collection { .. })) {
-                return Err(StoreError::Conflict { path: self.key.clone(), why: "a collection already has this name" });
+                return Err(StoreError::Conflict {
+                    path: self.key.clone(),
+                    why: "a collection already has this name",
+                });
             }
             let modified = SystemTime::now();
             let m = meta(&data, modified);
-            let old = inner.nodes.insert(self.key.clone(), Node::Object { data, modified });
+            let old = inner
+                .nodes
+                .insert(self.key.clone(), Node::Object { data, modified });
             if let Some(Node::Object { data, .. }) = &old {
                 inner.used = inner.used.saturating_sub(data.len() as u64);
             }
             // The reservation now belongs to the published object.
             self.reserved = 0;
-            Ok(Committed { replaced: old.is_some(), meta: m })
+            Ok(Committed {
+                replaced: old.is_some(),
+                meta: m,
+            })
         })
     }
 }
 
 impl Store for MemoryStore {
-    fn begin_put<'a>(&'a self, key: &'a ObjectPath, parents: Parents) -> BoxFuture<'a, Result<Box<dyn StagedWrite>, StoreError>> {
+    fn begin_put<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+        parents: Parents,
+    ) -> BoxFuture<'a, Result<Box<dyn StagedWrite>, StoreError>> {
         Box::pin(async move {
             let mut inner = self.lock();
             inner.check_parents(key, parents)?;
             if matches!(inner.nodes.get(key), Some(Node::Collection { .. })) {
-                return Err(StoreError::Conflict { path: key.clone(), why: "a collection already has this name" });
+                return Err(StoreError::Conflict {
+                    path: key.clone(),
+                    why: "a collection already has this name",
+                });
             }
-            let w: Box<dyn StagedWrite> = Box::new(MemWrite { store: self.clone(), key: key.clone(), buf: BytesMut::new(), reserved: 0 });
+            let w: Box<dyn StagedWrite> = Box::new(MemWrite {
+                store: self.clone(),
+                key: key.clone(),
+                buf: BytesMut::new(),
+                reserved: 0,
+            });
             Ok(w)
         })
     }
@@ -170,25 +230,38 @@ impl Store for MemoryStore {
     fn stat<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {
         Box::pin(async move {
             if key.is_root() {
-                return Ok(Some(Entry::Collection { explicit: false, modified: SystemTime::UNIX_EPOCH }));
+                return Ok(Some(Entry::Collection {
+                    explicit: false,
+                    modified: SystemTime::UNIX_EPOCH,
+                }));
             }
             Ok(self.lock().nodes.get(key).map(entry_of))
         })
     }
 
-    fn get<'a>(&'a self, key: &'a ObjectPath, range: Option<Range<u64>>) -> BoxFuture<'a, Result<(ObjectMeta, ByteStream), StoreError>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+        range: Option<Range<u64>>,
+    ) -> BoxFuture<'a, Result<(ObjectMeta, ByteStream), StoreError>> {
         Box::pin(async move {
             let inner = self.lock();
             match inner.nodes.get(key) {
                 Some(Node::Object { data, modified }) => {
                     let m = meta(data, *modified);
                     let r = clamp(range, m.size);
-                    let (start, end) = (usize::try_from(r.start).unwrap_or(0), usize::try_from(r.end).unwrap_or(0));
+                    let (start, end) = (
+                        usize::try_from(r.start).unwrap_or(0),
+                        usize::try_from(r.end).unwrap_or(0),
+                    );
                     let part = data.slice(start..end);
                     let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(part)]));
                     Ok((m, stream))
                 }
-                Some(Node::Collection { .. }) => Err(StoreError::Conflict { path: key.clone(), why: "this is a collection, not an object" }),
+                Some(Node::Collection { .. }) => Err(StoreError::Conflict {
+                    path: key.clone(),
+                    why: "this is a collection, not an object",
+                }),
                 None => Err(StoreError::NotFound(key.clone())),
             }
         })
@@ -197,7 +270,10 @@ impl Store for MemoryStore {
     fn delete<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             if key.is_root() {
-                return Err(StoreError::Conflict { path: key.clone(), why: "the root cannot be deleted" });
+                return Err(StoreError::Conflict {
+                    path: key.clone(),
+                    why: "the root cannot be deleted",
+                });
             }
             let mut inner = self.lock();
             if !inner.nodes.contains_key(key) {
@@ -208,19 +284,31 @@ impl Store for MemoryStore {
         })
     }
 
-    fn create_collection<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn create_collection<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut inner = self.lock();
             inner.check_parents(key, Parents::MustExist)?;
             if inner.nodes.contains_key(key) || key.is_root() {
                 return Err(StoreError::AlreadyExists { path: key.clone() });
             }
-            inner.nodes.insert(key.clone(), Node::Collection { explicit: true, modified: SystemTime::now() });
+            inner.nodes.insert(
+                key.clone(),
+                Node::Collection {
+                    explicit: true,
+                    modified: SystemTime::now(),
+                },
+            );
             Ok(())
         })
     }
 
-    fn list<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<Vec<(String, Entry)>, StoreError>> {
+    fn list<'a>(
+        &'a self,
+        key: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<Vec<(String, Entry)>, StoreError>> {
         Box::pin(async move {
             let inner = self.lock();
             if !inner.is_collection(key) {
@@ -236,17 +324,30 @@ impl Store for MemoryStore {
         })
     }
 
-    fn copy<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn copy<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.transfer(from, to, false) })
     }
 
-    fn rename<'a>(&'a self, from: &'a ObjectPath, to: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn rename<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.transfer(from, to, true) })
     }
 }
 
 impl MemoryStore {
-    fn transfer(&self, from: &ObjectPath, to: &ObjectPath, remove_source: bool) -> Result<(), StoreError> {
+    fn transfer(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        remove_source: bool,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if !inner.nodes.contains_key(from) {
             return Err(StoreError::NotFound(from.clone()));

@@ -1,1 +1,49 @@
-fn main(){}
+//! The `tandem` binary: parse flags, build configuration, call into the
+//! library crates, print.
+#![allow(clippy::print_stdout)]
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tandem: two inputs per channel for redundant live encoders, one
+/// continuous output.
+#[derive(Debug, Parser)]
+#[command(name = "tandem", version, about)]
+struct Cli {
+    /// Data directory: objects, channel database, admin token.
+    /// [default: ./tandem-data]
+    #[arg(long, global = true, env = "TANDEM_DATA")]
+    data: Option<PathBuf>,
+    /// TOML configuration file (flags and environment variables override it).
+    #[arg(long, global = true, env = "TANDEM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(cmd::serve::ServeArgs),
+    /// Create, list, show and delete channels.
+    Channel(cmd::channel::ChannelArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(cli.data, cli.config, args),
+        Command::Channel(args) => cmd::channel::run(cli.data, cli.config, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

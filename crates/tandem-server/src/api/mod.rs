@@ -1,0 +1,203 @@
+//! The control API under `/api/v1/`, guarded by the admin token.
+//!
+//! - `POST /api/v1/channels` `{"id":"news"}` → 201 with both inputs' URLs
+//!   and credentials; 409 if it exists; 400 for a bad id.
+//! - `GET /api/v1/channels`, `GET /api/v1/channels/{id}`: definitions plus
+//!   each input's state, last write, bytes and objects received.
+//! - `DELETE /api/v1/channels/{id}`: removes the channel and its objects.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tandem_core::{ChannelId, ChannelSpec, InputState, Pipeline};
+
+use crate::AppState;
+use crate::registry::{InputSnapshot, LiveChannel, RegistryError};
+
+/// One input as the encoder's destination form asks for it, plus its
+/// state when the server is running.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputView {
+    pub pipeline: usize,
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub status: Option<InputStatus>,
+}
+
+/// What the server observed of an input.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputStatus {
+    pub state: InputState,
+    /// RFC 3339, or null if nothing was written since the server started.
+    pub last_write: Option<String>,
+    pub bytes_received: u64,
+    pub objects_received: u64,
+}
+
+/// A channel as the API and the CLI print it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChannelView {
+    pub id: String,
+    pub inputs: Vec<InputView>,
+    pub output: String,
+}
+
+/// The view of a channel, with `status` per input when known.
+pub fn channel_view(
+    spec: &ChannelSpec,
+    base_url: &str,
+    status: Option<[InputSnapshot; 2]>,
+) -> ChannelView {
+    let inputs = Pipeline::BOTH
+        .iter()
+        .map(|&p| {
+            let c = spec.credentials(p);
+            InputView {
+                pipeline: p.index(),
+                url: format!("{base_url}/in/{}/{p}/", spec.id),
+                username: c.username.clone(),
+                password: c.password.clone(),
+                status: status.map(|s| {
+                    let snap = s[p.index()];
+                    InputStatus {
+                        state: snap.state,
+                        last_write: snap.last_write.map(crate::util::rfc3339),
+                        bytes_received: snap.bytes,
+                        objects_received: snap.objects,
+                    }
+                }),
+            }
+        })
+        .collect();
+    ChannelView {
+        id: spec.id.clone(),
+        inputs,
+        output: format!("{base_url}/out/{}/", spec.id),
+    }
+}
+
+fn live_view(st: &AppState, ch: &LiveChannel) -> ChannelView {
+    let now = st.clock.now();
+    let snaps = Pipeline::BOTH.map(|p| ch.input(p).snapshot(now, st.cfg.input_loss_after));
+    channel_view(&ch.spec, &st.cfg.base_url(), Some(snaps))
+}
+
+/// An API error: status and `{"error": "…"}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let status = match e {
+            RegistryError::AlreadyExists(_) => StatusCode::CONFLICT,
+            RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+            _ => {
+                tracing::error!(error = %e, "channel database");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Self(status, e.to_string())
+    }
+}
+
+fn admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(t) if bool::from(t.as_bytes().ct_eq(st.admin_token.as_bytes())) => Ok(()),
+        _ => Err(ApiError(StatusCode::UNAUTHORIZED, "send the admin token as 'Authorization: Bearer …' (see admin-token in the data directory)".into())),
+    }
+}
+
+fn channel_id(id: &str) -> Result<ChannelId, ApiError> {
+    ChannelId::parse(id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateChannel {
+    id: String,
+}
+
+async fn create(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let req: CreateChannel = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"id\":\"…\"}}: {e}"),
+        )
+    })?;
+    let id = channel_id(&req.id)?;
+    let ch = st.create_channel(&id, SystemTime::now()).await?;
+    tracing::info!(channel = %id, "channel created");
+    let view = channel_view(&ch.spec, &st.cfg.base_url(), None);
+    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+}
+
+async fn list(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let views: Vec<ChannelView> = st
+        .channels
+        .all()
+        .iter()
+        .map(|c| live_view(&st, c))
+        .collect();
+    Ok(axum::Json(views).into_response())
+}
+
+async fn show(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let id = channel_id(&id)?;
+    let ch = st.channels.get(&id).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("channel {id} does not exist"),
+        )
+    })?;
+    Ok(axum::Json(live_view(&st, &ch)).into_response())
+}
+
+async fn remove(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let id = channel_id(&id)?;
+    st.delete_channel(&id).await?;
+    tracing::info!(channel = %id, "channel deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/channels", get(list).post(create))
+        .route("/api/v1/channels/{id}", get(show).delete(remove))
+}

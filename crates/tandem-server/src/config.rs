@@ -1,0 +1,216 @@
+//! Server configuration: defaults, the TOML file, and how they combine.
+//!
+//! Precedence, highest first: command-line flags, environment variables,
+//! the TOML file, the defaults below. The binary applies flags and
+//! environment; this module owns the file format and the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::Scheme;
+
+/// Loopback: a fresh install must not expose ingest to the network until
+/// the operator says so with `--listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Relative to the working directory, so `tandem serve` in a fresh
+/// directory keeps everything together.
+pub const DEFAULT_DATA: &str = "tandem-data";
+/// Larger than any live segment or playlist (a 10 s 4K segment is ~40 MB),
+/// small enough that a runaway client cannot fill the disk with one PUT.
+pub const DEFAULT_MAX_BODY: u64 = 256 * 1024 * 1024;
+/// An upload that sends nothing for this long is abandoned. Encoders send
+/// segments in one burst; 30 s covers a congested contribution link.
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Digest nonces live five minutes; clients re-authenticate transparently
+/// on `stale=true`.
+pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// An input with no write for this long is `lost`. Three 2 s segments plus
+/// their playlists should have arrived; 10 s also covers 6 s segments.
+pub const DEFAULT_INPUT_LOSS_AFTER: Duration = Duration::from_secs(10);
+/// In-flight uploads get this long to finish on shutdown; after it they
+/// are discarded (never half-published).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// PEM files for HTTPS on the main listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base of the URLs handed to encoders and players; derived from the
+    /// listen address when unset.
+    pub public_url: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub max_body_bytes: u64,
+    pub body_idle_timeout: Duration,
+    pub nonce_lifetime: Duration,
+    /// Offered in 401 challenges, in this order.
+    pub auth_schemes: Vec<Scheme>,
+    pub input_loss_after: Duration,
+    pub shutdown_grace: Duration,
+    /// Create the `demo` channel when the database holds no channel.
+    pub create_demo_channel: bool,
+}
+
+impl ServerConfig {
+    /// The defaults, with data under `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            public_url: None,
+            tls: None,
+            max_body_bytes: DEFAULT_MAX_BODY,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            nonce_lifetime: DEFAULT_NONCE_LIFETIME,
+            auth_schemes: vec![Scheme::DigestSha256, Scheme::DigestMd5, Scheme::Basic],
+            input_loss_after: DEFAULT_INPUT_LOSS_AFTER,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            create_demo_channel: true,
+        }
+    }
+
+    /// The base URL for links, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            // Listening everywhere: loopback is at least a working address.
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("{scheme}://{addr}")
+    }
+}
+
+/// The TOML file. Every key is optional.
+///
+/// ```toml
+/// listen = "0.0.0.0:8080"
+/// data = "/var/lib/tandem"
+/// public_url = "https://origin.example.com"
+/// tls_cert = "/etc/tandem/cert.pem"
+/// tls_key = "/etc/tandem/key.pem"
+/// max_body_bytes = 268435456
+/// body_idle_timeout_secs = 30
+/// nonce_lifetime_secs = 300
+/// auth_schemes = ["digest-sha256", "digest-md5", "basic"]
+/// input_loss_after_secs = 10
+/// shutdown_grace_secs = 20
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_body_bytes: Option<u64>,
+    pub body_idle_timeout_secs: Option<u64>,
+    pub nonce_lifetime_secs: Option<u64>,
+    pub auth_schemes: Option<Vec<Scheme>>,
+    pub input_loss_after_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().replace('\n', " "),
+        })
+    }
+
+    /// Applies the file's settings over `cfg` (listen and data are applied
+    /// by the caller, which knows whether a flag or variable overrides them).
+    pub fn apply(&self, cfg: &mut ServerConfig) {
+        if let Some(u) = &self.public_url {
+            cfg.public_url = Some(u.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            cfg.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        if let Some(v) = self.max_body_bytes {
+            cfg.max_body_bytes = v;
+        }
+        let secs = Duration::from_secs;
+        if let Some(v) = self.body_idle_timeout_secs {
+            cfg.body_idle_timeout = secs(v);
+        }
+        if let Some(v) = self.nonce_lifetime_secs {
+            cfg.nonce_lifetime = secs(v);
+        }
+        if let Some(v) = &self.auth_schemes {
+            cfg.auth_schemes = v.clone();
+        }
+        if let Some(v) = self.input_loss_after_secs {
+            cfg.input_loss_after = secs(v);
+        }
+        if let Some(v) = self.shutdown_grace_secs {
+            cfg.shutdown_grace = secs(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_config_parses_every_key_and_refuses_unknown_ones() {
+        let f: FileConfig = toml::from_str(
+            "listen = \"0.0.0.0:80\"\nauth_schemes = [\"basic\"]\nmax_body_bytes = 10\ninput_loss_after_secs = 4\n",
+        )
+        .unwrap();
+        let mut cfg = ServerConfig::new(DEFAULT_LISTEN.parse().unwrap(), "d".into());
+        f.apply(&mut cfg);
+        assert_eq!(cfg.auth_schemes, vec![Scheme::Basic]);
+        assert_eq!(cfg.max_body_bytes, 10);
+        assert_eq!(cfg.input_loss_after, Duration::from_secs(4));
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn base_url_follows_listen_and_tls() {
+        let mut cfg = ServerConfig::new("0.0.0.0:9090".parse().unwrap(), "d".into());
+        assert_eq!(cfg.base_url(), "http://127.0.0.1:9090");
+        cfg.tls = Some(TlsFiles {
+            cert: "c".into(),
+            key: "k".into(),
+        });
+        assert_eq!(cfg.base_url(), "https://127.0.0.1:9090");
+        cfg.public_url = Some("https://origin.example/".into());
+        assert_eq!(cfg.base_url(), "https://origin.example");
+    }
+}

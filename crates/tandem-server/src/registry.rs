@@ -1,0 +1,313 @@
+//! Channel definitions: durable in an embedded database (redb), live in
+//! memory with each input's counters.
+//!
+//! redb holds an exclusive lock on its file, so only one process opens a
+//! data directory's database at a time. The CLI therefore talks to a
+//! running server through the control API and opens the database itself
+//! only when no server holds it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tandem_core::{ChannelId, ChannelSpec, InputCredentials, InputState, Pipeline};
+
+const CHANNELS: TableDefinition<&str, &str> = TableDefinition::new("channels");
+
+/// Why the channel database refused an operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    #[error("channel {0} already exists")]
+    AlreadyExists(String),
+    #[error("channel {0} does not exist")]
+    NotFound(String),
+    #[error(
+        "{path} is in use by another process (is a tandem server running on this data directory?)"
+    )]
+    Locked { path: PathBuf },
+    #[error("channel database {path}: {message}")]
+    Database { path: PathBuf, message: String },
+    #[error("channel {id} in the database is unreadable: {message}")]
+    Corrupt { id: String, message: String },
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
+}
+
+/// The durable list of channels.
+#[derive(Debug)]
+pub struct ChannelDb {
+    db: Database,
+    path: PathBuf,
+}
+
+impl ChannelDb {
+    /// Opens or creates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(RegistryError::Locked { path: path.into() });
+            }
+            Err(e) => {
+                return Err(RegistryError::Database {
+                    path: path.into(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let this = Self {
+            db,
+            path: path.into(),
+        };
+        this.write(|t| t.open_table(CHANNELS).map(drop))?;
+        Ok(this)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Database {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::TableError>,
+    ) -> Result<T, RegistryError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let out = f(&txn).map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Stores a new channel; refuses an id that exists.
+    pub fn insert(&self, spec: &ChannelSpec) -> Result<(), RegistryError> {
+        let json = serde_json::to_string(spec).map_err(|e| self.err(e))?;
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+            if t.get(spec.id.as_str()).map_err(|e| self.err(e))?.is_some() {
+                return Err(RegistryError::AlreadyExists(spec.id.clone()));
+            }
+            t.insert(spec.id.as_str(), json.as_str())
+                .map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// Removes a channel; `false` if it did not exist.
+    pub fn remove(&self, id: &ChannelId) -> Result<bool, RegistryError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let existed = {
+            let mut t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+            t.remove(id.as_str()).map_err(|e| self.err(e))?.is_some()
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(existed)
+    }
+
+    /// Every channel, sorted by id.
+    pub fn list(&self) -> Result<Vec<ChannelSpec>, RegistryError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let spec: ChannelSpec =
+                serde_json::from_str(v.value()).map_err(|e| RegistryError::Corrupt {
+                    id: k.value().to_owned(),
+                    message: e.to_string(),
+                })?;
+            out.push(spec);
+        }
+        Ok(out)
+    }
+
+    /// One channel.
+    pub fn get(&self, id: &ChannelId) -> Result<Option<ChannelSpec>, RegistryError> {
+        Ok(self.list()?.into_iter().find(|s| s.id == id.as_str()))
+    }
+}
+
+/// A new channel with fresh credentials for both inputs.
+pub fn new_channel_spec(id: &ChannelId, now: SystemTime) -> Result<ChannelSpec, RegistryError> {
+    let creds = |p: Pipeline| -> Result<InputCredentials, RegistryError> {
+        let password =
+            crate::util::random_token(24).map_err(|e| RegistryError::Random(e.to_string()))?;
+        Ok(InputCredentials {
+            username: format!("{id}_{p}"),
+            password,
+        })
+    };
+    Ok(ChannelSpec {
+        id: id.to_string(),
+        created_unix: crate::util::unix_secs(now),
+        inputs: [creds(Pipeline::P0)?, creds(Pipeline::P1)?],
+    })
+}
+
+/// Counters for one input since the server started.
+#[derive(Debug, Default)]
+pub struct InputStats {
+    bytes: AtomicU64,
+    objects: AtomicU64,
+    /// Milliseconds since the epoch of the last completed write; 0 = never.
+    last_write_ms: AtomicU64,
+}
+
+/// A snapshot of [`InputStats`] for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSnapshot {
+    pub state: InputState,
+    pub last_write: Option<SystemTime>,
+    pub bytes: u64,
+    pub objects: u64,
+}
+
+impl InputStats {
+    /// Records a completed (published) object of `bytes` bytes.
+    pub fn record_write(&self, now: SystemTime, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        let ms = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        self.last_write_ms
+            .fetch_max(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, now: SystemTime, loss_after: Duration) -> InputSnapshot {
+        let ms = self.last_write_ms.load(Ordering::Relaxed);
+        let last_write = (ms > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+        let age = last_write.map(|t| now.duration_since(t).unwrap_or_default());
+        InputSnapshot {
+            state: InputState::classify(age, loss_after),
+            last_write,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            objects: self.objects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A channel being served.
+#[derive(Debug)]
+pub struct LiveChannel {
+    pub id: ChannelId,
+    pub spec: ChannelSpec,
+    pub inputs: [InputStats; 2],
+}
+
+impl LiveChannel {
+    pub fn input(&self, p: Pipeline) -> &InputStats {
+        let [a, b] = &self.inputs;
+        match p {
+            Pipeline::P0 => a,
+            Pipeline::P1 => b,
+        }
+    }
+}
+
+/// The channels being served, looked up on every request.
+#[derive(Debug, Default)]
+pub struct Channels {
+    map: RwLock<BTreeMap<ChannelId, Arc<LiveChannel>>>,
+}
+
+impl Channels {
+    pub fn get(&self, id: &ChannelId) -> Option<Arc<LiveChannel>> {
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<LiveChannel>> {
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn add(&self, spec: ChannelSpec) -> Result<Arc<LiveChannel>, RegistryError> {
+        let id = spec.channel_id().map_err(|e| RegistryError::Corrupt {
+            id: spec.id.clone(),
+            message: e.to_string(),
+        })?;
+        let live = Arc::new(LiveChannel {
+            id: id.clone(),
+            spec,
+            inputs: Default::default(),
+        });
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, live.clone());
+        Ok(live)
+    }
+
+    pub fn remove(&self, id: &ChannelId) -> Option<Arc<LiveChannel>> {
+        self.map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_persist_and_ids_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("channels.redb");
+        let id = ChannelId::parse("news").unwrap();
+        let spec = new_channel_spec(&id, SystemTime::now()).unwrap();
+        {
+            let db = ChannelDb::open(&path).unwrap();
+            db.insert(&spec).unwrap();
+            assert!(matches!(
+                db.insert(&spec),
+                Err(RegistryError::AlreadyExists(_))
+            ));
+            assert!(matches!(
+                ChannelDb::open(&path),
+                Err(RegistryError::Locked { .. })
+            ));
+        }
+        let db = ChannelDb::open(&path).unwrap();
+        assert_eq!(db.get(&id).unwrap(), Some(spec.clone()));
+        assert_eq!(spec.inputs[0].username, "news_0");
+        assert_ne!(spec.inputs[0].password, spec.inputs[1].password);
+        assert!(db.remove(&id).unwrap());
+        assert!(!db.remove(&id).unwrap());
+        assert_eq!(db.list().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn input_snapshot_reflects_writes() {
+        let s = InputStats::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let loss = Duration::from_secs(10);
+        assert_eq!(s.snapshot(t0, loss).state, InputState::Idle);
+        s.record_write(t0, 500);
+        s.record_write(t0, 100);
+        let snap = s.snapshot(t0 + Duration::from_secs(5), loss);
+        assert_eq!(
+            (snap.state, snap.bytes, snap.objects),
+            (InputState::Receiving, 600, 2)
+        );
+        assert_eq!(
+            s.snapshot(t0 + Duration::from_secs(11), loss).state,
+            InputState::Lost
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! `tandem serve`: run the server until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use tandem_core::ChannelId;
+use tandem_server::config::TlsFiles;
+use tandem_server::{Server, api};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. [default: 127.0.0.1:8080]
+    #[arg(long, env = "TANDEM_LISTEN")]
+    listen: Option<String>,
+    /// PEM certificate chain: serve HTTPS on the listener.
+    #[arg(long, requires = "tls_key", env = "TANDEM_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "TANDEM_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+}
+
+pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let cfg = super::server_config(data, config, args.listen, tls)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let server = Server::bind(cfg).await?;
+        banner(&server);
+        server.run(shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
+fn banner(server: &Server) {
+    let st = server.state();
+    let base = st.cfg.base_url();
+    println!("tandem {} listening on {base}", env!("CARGO_PKG_VERSION"));
+    println!("data directory: {}", st.cfg.data_dir.display());
+    println!(
+        "control API: {base}/api/v1/ with header 'Authorization: Bearer {}'",
+        st.admin_token
+    );
+    println!("metrics: {base}/metrics");
+    let channels = st.channels.all();
+    let demo = ChannelId::parse("demo")
+        .ok()
+        .and_then(|id| st.channels.get(&id));
+    match demo {
+        Some(ch) => {
+            println!();
+            super::channel::print_channel(&api::channel_view(&ch.spec, &base, None));
+        }
+        None => println!(
+            "{} channel(s); list them with 'tandem channel list'",
+            channels.len()
+        ),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
