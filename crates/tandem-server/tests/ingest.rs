@@ -1,0 +1,569 @@
+//! HLS ingest over HTTP, as an encoder and an operator see it: status
+//! codes, headers, and the bytes that end up stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{TestServer, digest_md5, read_response};
+use tandem_store::MemoryStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn put_publishes_the_exact_bytes_and_answers_201_then_204() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        s.put("/in/demo/0/live/channel-00001.ts", &auth, &body)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        std::fs::read(s.on_disk("demo/0/live/channel-00001.ts")).unwrap(),
+        body
+    );
+    assert_eq!(
+        s.put("/in/demo/0/live/channel-00001.ts", &auth, b"v2")
+            .await
+            .status,
+        204
+    );
+    let r = s.get("/in/demo/0/live/channel-00001.ts", &auth).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"v2"[..]));
+    assert_eq!(r.header("content-type"), Some("video/mp2t"));
+}
+
+#[tokio::test]
+async fn chunked_put_is_published_when_the_terminator_arrives() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 1);
+    let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let r = s
+        .send(
+            "PUT",
+            "/in/demo/1/x/channel.m3u8",
+            &[("Authorization", &auth), ("Transfer-Encoding", "chunked")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        std::fs::read(s.on_disk("demo/1/x/channel.m3u8")).unwrap(),
+        b"hello world"
+    );
+}
+
+#[tokio::test]
+async fn expect_100_continue_without_credentials_gets_401_before_the_body() {
+    let s = TestServer::start(|_| {}).await;
+    let mut c = s.connect().await;
+    let head = "PUT /in/demo/0/seg.ts HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n";
+    c.write_all(head.as_bytes()).await.unwrap();
+    // No body byte is sent: the answer must come anyway, and be a 401.
+    let r = read_response(&mut c, false).await;
+    assert_eq!(r.status, 401);
+    let challenges = r.all("www-authenticate");
+    assert_eq!(challenges.len(), 3, "{challenges:?}");
+    assert!(challenges[0].starts_with("Digest") && challenges[0].contains("algorithm=SHA-256"));
+    assert!(
+        challenges[1].starts_with("Digest")
+            && challenges[1].contains("algorithm=MD5")
+            && challenges[1].contains("qop=\"auth\"")
+    );
+    assert!(challenges[2].starts_with("Basic"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(!s.on_disk("demo/0/seg.ts").exists());
+}
+
+#[tokio::test]
+async fn every_401_carries_a_fresh_nonce() {
+    let s = TestServer::start(|_| {}).await;
+    let a = s.send("PUT", "/in/demo/0/a.ts", &[], b"x").await;
+    let b = s.send("PUT", "/in/demo/0/a.ts", &[], b"x").await;
+    assert_ne!(a.all("www-authenticate")[1], b.all("www-authenticate")[1]);
+}
+
+#[tokio::test]
+async fn digest_is_accepted_once_and_a_replayed_request_is_refused() {
+    let s = TestServer::start(|_| {}).await;
+    let creds = s.creds("demo", 0);
+    let uri = "/in/demo/0/live/a.ts";
+    let challenge = s.send("PUT", uri, &[], b"").await;
+    let auth = digest_md5(challenge.all("www-authenticate")[1], &creds, "PUT", uri, 1);
+    assert_eq!(s.put(uri, &auth, b"first").await.status, 201);
+    // The same request, captured and sent again: same nonce, same nc.
+    let replay = s.put(uri, &auth, b"evil").await;
+    assert_eq!(replay.status, 401);
+    assert_eq!(
+        std::fs::read(s.on_disk("demo/0/live/a.ts")).unwrap(),
+        b"first"
+    );
+    // A higher nc on the same nonce is a legitimate next request.
+    let next = digest_md5(challenge.all("www-authenticate")[1], &creds, "PUT", uri, 2);
+    assert_eq!(s.put(uri, &next, b"second").await.status, 204);
+}
+
+#[tokio::test]
+async fn one_inputs_credentials_cannot_open_the_other_input() {
+    let s = TestServer::start(|_| {}).await;
+    let p0 = s.basic("demo", 0);
+    assert_eq!(s.put("/in/demo/1/live/a.ts", &p0, b"x").await.status, 401);
+    assert_eq!(s.get("/in/demo/1/", &p0).await.status, 401);
+    let creds = s.creds("demo", 0);
+    let uri = "/in/demo/1/live/a.ts";
+    let challenge = s.send("PUT", uri, &[], b"").await;
+    let digest = digest_md5(challenge.all("www-authenticate")[1], &creds, "PUT", uri, 1);
+    assert_eq!(s.put(uri, &digest, b"x").await.status, 401);
+    assert!(!s.on_disk("demo/1/live/a.ts").exists());
+}
+
+#[tokio::test]
+async fn an_upload_broken_off_mid_body_leaves_the_previous_version() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    assert_eq!(
+        s.put("/in/demo/0/live/channel.m3u8", &auth, b"#EXTM3U\nv1\n")
+            .await
+            .status,
+        201
+    );
+    let mut c = s.connect().await;
+    let head = format!(
+        "PUT /in/demo/0/live/channel.m3u8 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 500000\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&vec![b'x'; 200_000]).await.unwrap();
+    drop(c);
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "the staged upload is discarded"
+    );
+    assert_eq!(
+        std::fs::read(s.on_disk("demo/0/live/channel.m3u8")).unwrap(),
+        b"#EXTM3U\nv1\n"
+    );
+    assert_eq!(
+        s.get("/in/demo/0/live/channel.m3u8", &auth).await.body,
+        b"#EXTM3U\nv1\n"
+    );
+}
+
+#[tokio::test]
+async fn a_short_body_is_refused_and_never_visible() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    let mut c = s.connect().await;
+    let head = format!(
+        "PUT /in/demo/0/short.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 100\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&[1u8; 60]).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    assert!(s.eventually(|| s.staged_files() == 0).await);
+    assert_eq!(s.get("/in/demo/0/short.ts", &auth).await.status, 404);
+    assert!(!s.on_disk("demo/0/short.ts").exists());
+}
+
+#[tokio::test]
+async fn a_chunked_body_without_its_terminator_is_never_visible() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    let mut c = s.connect().await;
+    let head = format!(
+        "PUT /in/demo/0/c.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer).await;
+    assert!(s.eventually(|| s.staged_files() == 0).await);
+    assert_eq!(s.get("/in/demo/0/c.ts", &auth).await.status, 404);
+}
+
+#[tokio::test]
+async fn a_stalled_upload_times_out_with_408_and_stores_nothing() {
+    let s = TestServer::start(|c| c.body_idle_timeout = Duration::from_millis(300)).await;
+    let auth = s.basic("demo", 0);
+    let mut c = s.connect().await;
+    let head = format!(
+        "PUT /in/demo/0/slow.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 100\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&[1u8; 10]).await.unwrap();
+    let r = read_response(&mut c, false).await;
+    assert_eq!(r.status, 408);
+    assert_eq!(s.staged_files(), 0);
+    assert!(!s.on_disk("demo/0/slow.ts").exists());
+}
+
+#[tokio::test]
+async fn one_persistent_connection_carries_several_uploads() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    let mut c = s.connect().await;
+    for i in 0..3 {
+        let req = format!(
+            "PUT /in/demo/0/seg{i}.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 3\r\n\r\nab{i}"
+        );
+        c.write_all(req.as_bytes()).await.unwrap();
+        assert_eq!(read_response(&mut c, false).await.status, 201);
+    }
+    for i in 0..3 {
+        assert_eq!(
+            std::fs::read(s.on_disk(&format!("demo/0/seg{i}.ts"))).unwrap(),
+            format!("ab{i}").as_bytes()
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_paths_are_400_with_a_reason() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    for path in [
+        "/in/demo/0/../1/a.ts",
+        "/in/demo/0/%2e%2e/1/a.ts",
+        "/in/demo/0/%2E%2E/%2E%2E/etc/passwd",
+        "/in/demo/0/live%2Fa.ts",
+        "/in/demo/0//etc/passwd",
+        "/in/demo/0/a%00b.ts",
+        "/in/demo/0/a%0d%0ab.ts",
+        "/in/demo/0/a%5c..%5cb.ts",
+        "/in/demo/0/.tandem-collection",
+    ] {
+        let r = s.put(path, &auth, b"x").await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(
+            r.text().ends_with('\n') && r.text().lines().count() == 1,
+            "one-line reason: {:?}",
+            r.text()
+        );
+    }
+    let stored = |dir: &str| {
+        std::fs::read_dir(s.on_disk(dir))
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".tandem")
+            })
+            .count()
+    };
+    assert_eq!(
+        (stored("demo/0"), stored("demo/1")),
+        (0, 0),
+        "nothing was stored anywhere"
+    );
+}
+
+#[tokio::test]
+async fn unknown_channels_and_pipelines_are_404() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    assert_eq!(s.put("/in/nosuch/0/a.ts", &auth, b"x").await.status, 404);
+    assert_eq!(s.put("/in/demo/2/a.ts", &auth, b"x").await.status, 404);
+    assert_eq!(s.put("/in/Demo/0/a.ts", &auth, b"x").await.status, 404);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_announced_or_not() {
+    let s = TestServer::start(|c| c.max_body_bytes = 1000).await;
+    let auth = s.basic("demo", 0);
+    let r = s.put("/in/demo/0/big.ts", &auth, &[0u8; 1001]).await;
+    assert_eq!(r.status, 413);
+    let chunked = format!("{:x}\r\n{}\r\n0\r\n\r\n", 1500, "y".repeat(1500));
+    let r = s
+        .send(
+            "PUT",
+            "/in/demo/0/big2.ts",
+            &[("Authorization", &auth), ("Transfer-Encoding", "chunked")],
+            chunked.as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        s.put("/in/demo/0/ok.ts", &auth, &[0u8; 1000]).await.status,
+        201
+    );
+    assert!(!s.on_disk("demo/0/big.ts").exists() && !s.on_disk("demo/0/big2.ts").exists());
+    assert!(s.eventually(|| s.staged_files() == 0).await);
+}
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_are_401() {
+    let s = TestServer::start(|_| {}).await;
+    assert_eq!(s.send("GET", "/in/demo/0/", &[], b"").await.status, 401);
+    let wrong = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "demo_0:guess")
+    );
+    assert_eq!(s.get("/in/demo/0/", &wrong).await.status, 401);
+    assert_eq!(
+        s.send("GET", "/in/demo/0/", &[("Authorization", "Bearer x")], b"")
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn full_storage_is_507_with_nothing_partial_left() {
+    let store = Arc::new(MemoryStore::with_capacity(10_000));
+    let s = TestServer::start_with(Some(store.clone()), |_| {}).await;
+    let auth = s.basic("demo", 0);
+    assert_eq!(
+        s.put("/in/demo/0/a.ts", &auth, &[1u8; 6000]).await.status,
+        201
+    );
+    let r = s.put("/in/demo/0/b.ts", &auth, &[2u8; 6000]).await;
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert_eq!(s.get("/in/demo/0/b.ts", &auth).await.status, 404);
+    assert_eq!(s.get("/in/demo/0/a.ts", &auth).await.body, vec![1u8; 6000]);
+}
+
+#[tokio::test]
+async fn unsupported_methods_are_405_with_allow() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    for m in ["PATCH", "POST", "LOCK", "TRACE"] {
+        let r = s
+            .send(m, "/in/demo/0/a.ts", &[("Authorization", &auth)], b"")
+            .await;
+        assert_eq!(r.status, 405, "{m}");
+        assert!(r.header("allow").unwrap().contains("PUT"), "{m}");
+    }
+}
+
+#[tokio::test]
+async fn webdav_collections_follow_rfc4918_inside_mkcol_and_puts_create_parents_outside() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    let h = [("Authorization", auth.as_str())];
+    assert_eq!(
+        s.send("MKCOL", "/in/demo/0/dav/", &h, b"").await.status,
+        201
+    );
+    assert_eq!(
+        s.send("MKCOL", "/in/demo/0/dav/", &h, b"").await.status,
+        405
+    );
+    assert_eq!(
+        s.send("MKCOL", "/in/demo/0/no/parent/", &h, b"")
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        s.send("MKCOL", "/in/demo/0/body/", &h, b"<x/>")
+            .await
+            .status,
+        415
+    );
+    // Inside a MKCOL-made collection the parent must exist...
+    assert_eq!(
+        s.put("/in/demo/0/dav/missing/a.ts", &auth, b"x")
+            .await
+            .status,
+        409
+    );
+    // ...while an HLS encoder that never MKCOLs gets its folders.
+    assert_eq!(
+        s.put("/in/demo/0/live/hd/a.ts", &auth, b"x").await.status,
+        201
+    );
+    let r = s
+        .send(
+            "PROPFIND",
+            "/in/demo/0/",
+            &[("Authorization", &auth), ("Depth", "1")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 207);
+    let xml = r.text();
+    for href in [
+        "<D:href>/in/demo/0/</D:href>",
+        "<D:href>/in/demo/0/dav/</D:href>",
+        "<D:href>/in/demo/0/live/</D:href>",
+    ] {
+        assert!(xml.contains(href), "{href} in {xml}");
+    }
+    assert!(xml.contains("<D:collection/>"));
+    let r = s.send("PROPFIND", "/in/demo/0/live/hd/a.ts", &[("Authorization", &auth), ("Depth", "0")], br#"<?xml version="1.0"?><propfind xmlns="DAV:"><prop><getcontentlength/><foo xmlns="urn:x"/></prop></propfind>"#).await;
+    assert_eq!(r.status, 207);
+    assert!(
+        r.text()
+            .contains("<D:getcontentlength>1</D:getcontentlength>"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("404 Not Found"));
+    assert_eq!(
+        s.send(
+            "PROPFIND",
+            "/in/demo/0/",
+            &[("Authorization", &auth), ("Depth", "0")],
+            b"<foo>"
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        s.send(
+            "PROPFIND",
+            "/in/demo/0/",
+            &[("Authorization", &auth), ("Depth", "infinity")],
+            b""
+        )
+        .await
+        .status,
+        403
+    );
+    let r = s.send("OPTIONS", "/in/demo/0/", &h, b"").await;
+    assert_eq!((r.status, r.header("dav")), (200, Some("1")));
+}
+
+#[tokio::test]
+async fn copy_and_move_stay_within_the_input() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    s.put("/in/demo/0/a.ts", &auth, b"A").await;
+    let copy = async |dest: String| {
+        s.send(
+            "COPY",
+            "/in/demo/0/a.ts",
+            &[("Authorization", &auth), ("Destination", &dest)],
+            b"",
+        )
+        .await
+        .status
+    };
+    assert_eq!(copy(format!("http://{}/in/demo/0/b.ts", s.addr)).await, 201);
+    assert_eq!(copy("/in/demo/0/b.ts".into()).await, 204);
+    assert_eq!(copy("/in/demo/1/b.ts".into()).await, 403);
+    assert_eq!(std::fs::read(s.on_disk("demo/0/b.ts")).unwrap(), b"A");
+    assert!(!s.on_disk("demo/1/b.ts").exists());
+    let auth = s.basic("demo", 0);
+    let r = s
+        .send(
+            "MOVE",
+            "/in/demo/0/b.ts",
+            &[
+                ("Authorization", &auth),
+                ("Destination", "/in/demo/0/a.ts"),
+                ("Overwrite", "F"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 412);
+}
+
+#[tokio::test]
+async fn reads_answer_range_and_conditional_requests() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    s.put("/in/demo/0/r.ts", &auth, b"0123456789").await;
+    let r = s
+        .send(
+            "GET",
+            "/in/demo/0/r.ts",
+            &[("Authorization", &auth), ("Range", "bytes=2-4")],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_slice(), r.header("content-range")),
+        (206, &b"234"[..], Some("bytes 2-4/10"))
+    );
+    let etag = r.header("etag").unwrap().to_owned();
+    let r = s
+        .send(
+            "GET",
+            "/in/demo/0/r.ts",
+            &[("Authorization", &auth), ("If-None-Match", &etag)],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 304);
+    let r = s
+        .send("HEAD", "/in/demo/0/r.ts", &[("Authorization", &auth)], b"")
+        .await;
+    assert_eq!((r.status, r.header("content-length")), (200, Some("10")));
+    let r = s
+        .send(
+            "GET",
+            "/in/demo/0/r.ts",
+            &[("Authorization", &auth), ("Range", "bytes=50-")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 416);
+}
+
+#[tokio::test]
+async fn delete_removes_objects_but_never_the_input_root() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    s.put("/in/demo/0/old.ts", &auth, b"x").await;
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/in/demo/0/old.ts",
+            &[("Authorization", &auth)],
+            b""
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(
+        s.send(
+            "DELETE",
+            "/in/demo/0/old.ts",
+            &[("Authorization", &auth)],
+            b""
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        s.send("DELETE", "/in/demo/0/", &[("Authorization", &auth)], b"")
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_bytes_and_rejections_per_input() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 1);
+    s.put("/in/demo/1/m.ts", &auth, &[0u8; 1234]).await;
+    s.send("PUT", "/in/demo/1/m.ts", &[], b"x").await;
+    let text = s.send("GET", "/metrics", &[], b"").await.text();
+    for line in [
+        r#"tandem_ingest_requests_total{channel="demo",pipeline="1",method="PUT",status="201"}"#,
+        r#"tandem_ingest_rejected_total{channel="demo",pipeline="1",reason="unauthorized"}"#,
+        r#"tandem_ingest_bytes_total{channel="demo",pipeline="1"}"#,
+        r#"tandem_input_up{channel="demo",pipeline="1"} 1"#,
+        r#"tandem_input_up{channel="demo",pipeline="0"} 0"#,
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,292 @@
+//! A server on a loopback port with a temporary data directory, and a raw
+//! HTTP/1.1 client that sends exactly the bytes a test asks for.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use md5::{Digest, Md5};
+use tandem_core::InputCredentials;
+use tandem_server::{AppState, Server, ServerConfig, SystemClock};
+use tandem_store::{LocalStore, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_with(None, tweak).await
+    }
+
+    pub async fn start_with(
+        store: Option<Arc<dyn Store>>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        tweak(&mut cfg);
+        let store = store.unwrap_or_else(|| Arc::new(LocalStore::open(dir.path()).unwrap()));
+        let server = Server::bind_with(cfg, store, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let state = server.state().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            state,
+            dir,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn creds(&self, channel: &str, pipeline: usize) -> InputCredentials {
+        let id = tandem_core::ChannelId::parse(channel).unwrap();
+        self.state.channels.get(&id).unwrap().spec.inputs[pipeline].clone()
+    }
+
+    pub fn basic(&self, channel: &str, pipeline: usize) -> String {
+        let c = self.creds(channel, pipeline);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.username, c.password))
+        )
+    }
+
+    /// The file an object is published as, on disk.
+    pub fn on_disk(&self, key: &str) -> std::path::PathBuf {
+        self.dir.path().join("objects").join(key)
+    }
+
+    pub fn staged_files(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("staging"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    pub async fn connect(&self) -> TcpStream {
+        TcpStream::connect(self.addr).await.unwrap()
+    }
+
+    /// One request on a fresh connection (`Connection: close` added).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !headers.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+        }) {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let mut s = self.connect().await;
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        read_response(&mut s, method == "HEAD").await
+    }
+
+    pub async fn put(&self, path: &str, auth: &str, body: &[u8]) -> Resp {
+        self.send("PUT", path, &[("Authorization", auth)], body)
+            .await
+    }
+
+    pub async fn get(&self, path: &str, auth: &str) -> Resp {
+        self.send("GET", path, &[("Authorization", auth)], b"")
+            .await
+    }
+
+    /// Polls `cond` for up to two seconds: for effects of another task
+    /// (a dropped upload's cleanup), not for timing.
+    pub async fn eventually(&self, cond: impl Fn() -> bool) -> bool {
+        for _ in 0..200 {
+            if cond() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response: head, then a Content-Length or chunked body.
+pub async fn read_response(s: &mut TcpStream, head_only: bool) -> Resp {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 65536];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .expect("response within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed before a response head; got {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let mut rest = buf[header_end..].to_vec();
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let no_body = head_only || status == 204 || status == 304 || (100..200).contains(&status);
+    let body = if no_body {
+        Vec::new()
+    } else if let Some(len) = find("content-length") {
+        let len: usize = len.parse().unwrap();
+        while rest.len() < len {
+            let n = s.read(&mut tmp).await.unwrap();
+            assert!(n > 0, "body cut short");
+            rest.extend_from_slice(&tmp[..n]);
+        }
+        rest.truncate(len);
+        rest
+    } else if find("transfer-encoding").is_some() {
+        loop {
+            if rest.ends_with(b"0\r\n\r\n") {
+                break;
+            }
+            let n = s.read(&mut tmp).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&tmp[..n]);
+        }
+        dechunk(&rest)
+    } else {
+        let _ = s.read_to_end(&mut rest).await;
+        rest
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + size]);
+        b = &b[i + 4 + size..];
+    }
+}
+
+/// A Digest (MD5, qop=auth) Authorization header for `challenge`, as
+/// ffmpeg computes it.
+pub fn digest_md5(
+    challenge: &str,
+    creds: &InputCredentials,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let h = |s: String| {
+        Md5::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let ha1 = h(format!("{}:tandem:{}", creds.username, creds.password));
+    let ha2 = h(format!("{method}:{uri}"));
+    let nc = format!("{nc:08x}");
+    let resp = h(format!("{ha1}:{nonce}:{nc}:0a4f113b:auth:{ha2}"));
+    format!(
+        "Digest username=\"{}\", realm=\"tandem\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5, response=\"{resp}\", qop=auth, nc={nc}, cnonce=\"0a4f113b\"",
+        creds.username
+    )
+}
