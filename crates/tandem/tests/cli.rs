@@ -1,0 +1,186 @@
+//! `tandem channel …` with and without a running server, and `tandem serve`
+//! on its defaults.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{Input, Tandem, bin, run};
+
+fn cli(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    run(Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("TANDEM_LISTEN")
+        .env_remove("TANDEM_DATA"))
+}
+
+fn input(v: &Value, p: usize) -> Input {
+    let i = &v["inputs"][p];
+    Input {
+        url: i["url"].as_str().unwrap().into(),
+        username: i["username"].as_str().unwrap().into(),
+        password: i["password"].as_str().unwrap().into(),
+    }
+}
+
+#[test]
+fn channels_created_offline_are_served_when_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, out, err) = cli(&data, &["channel", "create", "news", "--json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["id"], "news");
+    assert_eq!(v["inputs"][0]["url"], "http://127.0.0.1:8080/in/news/0/");
+    assert_eq!(v["output"], "http://127.0.0.1:8080/out/news/");
+    let (ok, _, err) = cli(&data, &["channel", "create", "news"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = cli(&data, &["channel", "create", "Bad Id"]);
+    assert!(!ok && err.contains("a-z"), "{err}");
+
+    let t = Tandem::start(&data, &[]);
+    assert!(
+        t.demo.is_empty(),
+        "no demo channel when channels exist:\n{}",
+        t.banner
+    );
+    let news = input(&v, 1);
+    assert_eq!(
+        t.request("PUT", "/in/news/1/live/a.ts", Some(&news), b"abc")
+            .0,
+        201
+    );
+    assert_eq!(
+        t.request("PUT", "/in/news/0/live/a.ts", Some(&news), b"abc")
+            .0,
+        401
+    );
+}
+
+#[test]
+fn with_a_server_running_the_cli_goes_through_the_api_and_the_channel_is_served_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let t = Tandem::start(&data, &[]);
+    let (ok, out, err) = cli(&data, &["channel", "create", "sport", "--json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["inputs"][0]["url"],
+        format!("{}/in/sport/0/", t.base),
+        "URLs carry the running server's address"
+    );
+    assert_eq!(
+        t.request("PUT", "/in/sport/0/x.ts", Some(&input(&v, 0)), &[1u8; 100])
+            .0,
+        201
+    );
+
+    let (ok, out, _) = cli(&data, &["channel", "show", "sport"]);
+    assert!(ok);
+    let blocks: Vec<&str> = out.split("\n\n").collect();
+    assert!(
+        blocks.iter().any(|b| b.contains("input 0")
+            && b.contains(&format!("URL:      {}/in/sport/0/", t.base))
+            && b.contains("username: sport_0")),
+        "{out}"
+    );
+    assert!(out.contains("state:    receiving"), "{out}");
+    let (ok, out, _) = cli(&data, &["channel", "show", "sport", "--json"]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["inputs"][0]["bytes_received"], 100);
+    assert_eq!(shown["inputs"][0]["password"], v["inputs"][0]["password"]);
+
+    let (ok, out, _) = cli(&data, &["channel", "list", "--json"]);
+    assert!(ok);
+    let ids: Vec<String> = serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["demo", "sport"]);
+    let (ok, _, err) = cli(&data, &["channel", "delete", "sport"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        t.request("PUT", "/in/sport/0/x.ts", Some(&input(&v, 0)), b"x")
+            .0,
+        404
+    );
+
+    // Another data directory, same server: --server and --token.
+    let other = dir.path().join("elsewhere");
+    let (ok, out, err) = cli(
+        &other,
+        &[
+            "channel",
+            "--server",
+            &t.base,
+            "--token",
+            &t.token(),
+            "list",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("demo\t"), "{out}");
+    let (ok, _, err) = cli(
+        &other,
+        &["channel", "--server", &t.base, "--token", "wrong", "list"],
+    );
+    assert!(!ok && err.contains("401"), "{err}");
+}
+
+#[test]
+fn serve_without_flags_uses_tandem_data_in_the_working_directory_and_prints_the_demo_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the port is overridden (through the environment), so parallel
+    // test runs do not fight over 8080.
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("TANDEM_LISTEN", "127.0.0.1:0")
+        .env_remove("TANDEM_DATA")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains("output:") {
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut banner).unwrap() > 0,
+            "{banner}"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(dir.path().join("tandem-data/channels.redb").is_file());
+    assert!(dir.path().join("tandem-data/admin-token").is_file());
+    assert!(banner.starts_with("tandem "), "{banner}");
+    for needle in [
+        "channel demo",
+        "/in/demo/0/",
+        "/in/demo/1/",
+        "username: demo_0",
+        "username: demo_1",
+        "password: ",
+        "output: http://127.0.0.1:",
+        "Authorization: Bearer ",
+    ] {
+        assert!(banner.contains(needle), "{needle} missing from:\n{banner}");
+    }
+}
+
+#[test]
+fn defaults_are_loopback_8080_and_tandem_data() {
+    assert_eq!(tandem_server::config::DEFAULT_LISTEN, "127.0.0.1:8080");
+    assert_eq!(tandem_server::config::DEFAULT_DATA, "tandem-data");
+    let (ok, _, err) = run(Command::new(bin()).args(["serve", "--listen", "nonsense"]));
+    assert!(!ok && err.starts_with("error: --listen"), "{err}");
+}

@@ -1,0 +1,229 @@
+//! Running the real `tandem` binary, and real peers, in tests.
+//!
+//! [`peer`] is the one place that decides whether a test with an external
+//! peer runs: a missing peer prints `SKIPPED: <peer> not installed` and the
+//! test passes, unless `TANDEM_REQUIRE_PEERS=1`, where it fails.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stderr
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether `name` is on PATH. Prints the skip notice, or panics when peers
+/// are required.
+pub fn peer(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("TANDEM_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!(
+                "{name} not installed, and TANDEM_REQUIRE_PEERS=1 requires it (run .ci/run to install peers)"
+            );
+        }
+        eprintln!("SKIPPED: {name} not installed");
+    }
+    found
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tandem")
+}
+
+/// One input as the banner printed it.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub url: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// A running `tandem serve`, killed on drop.
+pub struct Tandem {
+    pub child: Child,
+    pub data: PathBuf,
+    pub base: String,
+    pub addr: SocketAddr,
+    pub demo: Vec<Input>,
+    pub banner: String,
+    pub log: PathBuf,
+}
+
+impl Drop for Tandem {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Tandem {
+    /// Starts `tandem serve --data DATA --listen 127.0.0.1:0 EXTRA…` and
+    /// reads its banner.
+    pub fn start(data: &Path, extra: &[&str]) -> Self {
+        let log = data.with_extension("log");
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env_remove("TANDEM_LISTEN")
+            .env_remove("TANDEM_DATA")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+                panic!(
+                    "tandem exited or stalled before its banner; stdout so far:\n{banner}\nlog:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            banner.push_str(&line);
+            if line.starts_with("output:") || line.contains("channel(s)") {
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
+        });
+        let base = banner
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        let authority = base.split("://").nth(1).unwrap();
+        let addr: SocketAddr = authority.parse().unwrap();
+        let field = |label: &str| -> Vec<String> {
+            banner
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix(label))
+                .map(|v| v.trim().to_owned())
+                .collect()
+        };
+        let (urls, users, passwords) = (field("URL:"), field("username:"), field("password:"));
+        let demo = (0..urls.len())
+            .map(|i| Input {
+                url: urls[i].clone(),
+                username: users[i].clone(),
+                password: passwords[i].clone(),
+            })
+            .collect();
+        Self {
+            child,
+            data: data.to_path_buf(),
+            base,
+            addr,
+            demo,
+            banner,
+            log,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// An input URL with credentials in it, as ffmpeg takes them.
+    pub fn url_with_credentials(&self, input: &Input, path: &str) -> String {
+        let (scheme, rest) = input.url.split_once("://").unwrap();
+        format!(
+            "{scheme}://{}:{}@{rest}{path}",
+            input.username, input.password
+        )
+    }
+
+    pub fn object(&self, key: &str) -> PathBuf {
+        self.data.join("objects").join(key)
+    }
+
+    /// One plain-HTTP request with Basic credentials; returns status and body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        basic: Option<&Input>,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        http(self.addr, method, path, basic, body)
+    }
+}
+
+/// A minimal blocking HTTP/1.1 exchange (Connection: close).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    basic: Option<&Input>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use base64::Engine;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(i) = basic {
+        let b = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", i.username, i.password));
+        head.push_str(&format!("Authorization: Basic {b}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    let status = String::from_utf8_lossy(&raw[..end])
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, raw[end..].to_vec())
+}
+
+/// Runs a command to completion, returning (status ok, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Deterministic pseudo-random bytes, so a failure can be reproduced.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
