@@ -68,9 +68,14 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
+    // half_close: ffmpeg's HLS muxer sends a whole PUT and closes its
+    // socket without reading the answer. Without this, hyper treats that
+    // EOF as an abort and drops the handler before it publishes a body that
+    // did arrive whole.
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
+        .keep_alive(true)
+        .half_close(true);
     let svc = TowerToHyperService::new(app);
     tokio::pin!(shutdown);
     loop {

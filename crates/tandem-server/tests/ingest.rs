@@ -152,6 +152,35 @@ async fn an_upload_broken_off_mid_body_leaves_the_previous_version() {
     );
 }
 
+/// ffmpeg 5.1's HLS muxer writes a whole chunked PUT and closes the socket
+/// without waiting for the answer (testdata/captures/README.md).
+#[tokio::test]
+async fn a_client_that_closes_right_after_its_last_byte_still_publishes() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = s.basic("demo", 0);
+    let body = vec![0x47u8; 160_000];
+    let mut c = s.connect().await;
+    let head = format!(
+        "PUT /in/demo/0/live/channel0.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.chunks(32_768) {
+        c.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        c.write_all(chunk).await.unwrap();
+        c.write_all(b"\r\n").await.unwrap();
+    }
+    c.write_all(b"0\r\n\r\n").await.unwrap();
+    drop(c);
+    let path = s.on_disk("demo/0/live/channel0.ts");
+    assert!(
+        s.eventually(|| std::fs::read(&path).is_ok_and(|b| b == body))
+            .await,
+        "the whole body is published"
+    );
+}
+
 #[tokio::test]
 async fn a_short_body_is_refused_and_never_visible() {
     let s = TestServer::start(|_| {}).await;
