@@ -1,0 +1,97 @@
+//! SIGTERM: in-flight uploads either complete or are discarded, never
+//! half-published.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use support::{Tandem, pattern};
+
+fn start_upload(t: &Tandem, name: &str, len: usize, sent: &[u8]) -> TcpStream {
+    let input = &t.demo[0];
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", input.username, input.password));
+    let mut s = TcpStream::connect(t.addr).unwrap();
+    write!(s, "PUT /in/demo/0/{name} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nContent-Length: {len}\r\n\r\n").unwrap();
+    s.write_all(sent).unwrap();
+    s
+}
+
+fn wait_staged(t: &Tandem, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(t.data.join("staging")).unwrap().count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "uploads never reached the staging area"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish_and_publishes_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tandem::start(&dir.path().join("data"), &[]);
+    let body = pattern(2_000_000, 5);
+    let mut s = start_upload(&t, "live/seg.ts", body.len(), &body[..1_000_000]);
+    wait_staged(&t, 1);
+    let pid = t.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(&body[1_000_000..]).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let status = t.child.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+    assert!(std::fs::read(t.object("demo/0/live/seg.ts")).unwrap() == body);
+}
+
+#[test]
+fn sigterm_discards_an_upload_still_unfinished_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("grace.toml");
+    std::fs::write(&config, "shutdown_grace_secs = 1\n").unwrap();
+    let data = dir.path().join("data");
+    let mut t = Tandem::start(&data, &["--config", config.to_str().unwrap()]);
+    let input = t.demo[0].clone();
+    assert_eq!(
+        t.request("PUT", "/in/demo/0/live/channel.m3u8", Some(&input), b"v1")
+            .0,
+        201
+    );
+    let _s = start_upload(&t, "live/channel.m3u8", 2_000_000, &pattern(1_000_000, 9));
+    wait_staged(&t, 1);
+    let pid = t.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = t.child.wait().unwrap();
+    assert!(status.success(), "exits after the grace period: {status:?}");
+    assert_eq!(
+        std::fs::read(t.object("demo/0/live/channel.m3u8")).unwrap(),
+        b"v1"
+    );
+    let t2 = Tandem::start(&data, &[]);
+    assert_eq!(
+        t2.request("GET", "/in/demo/0/live/channel.m3u8", Some(&input), b"")
+            .1,
+        b"v1"
+    );
+    assert_eq!(std::fs::read_dir(data.join("staging")).unwrap().count(), 0);
+}
