@@ -1,8 +1,17 @@
-//! HLS as encoders write it.
+//! HLS as encoders write it, and one output merged from two pipelines.
 //!
-//! For now this crate knows how encoders name their files; the playlist
-//! model and the merge engine arrive with the failover work.
+//! No sockets, no clock, no files: playlists come in as text, time comes in
+//! as a parameter, events and playlist text come out.
 //!
 //! - [`naming`]: segment counters in encoder file names.
+//! - [`playlist`]: media and multivariant playlists, parsed without losing a
+//!   line, serialized back.
+//! - [`merge`]: the failover engine that turns two pipelines' playlists into
+//!   one output per rendition.
 
+pub mod merge;
 pub mod naming;
+pub mod playlist;
+
+pub use merge::{Event, InputState, MergeConfig, RenditionMerge, SwitchReason};
+pub use playlist::{MediaPlaylist, PlaylistError, Segment, is_multivariant, parse_media};

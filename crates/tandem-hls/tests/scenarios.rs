@@ -1,0 +1,439 @@
+//! Failover scenarios on the merge engine with an injected clock. Each
+//! checks the exact output playlist at chosen instants; output URIs are
+//! `p{pipeline}/{source uri}` so the text shows who served what.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use tandem_core::Pipeline::{P0, P1};
+use tandem_core::{InputState, Pipeline};
+use tandem_hls::merge::Event;
+use tandem_hls::{MergeConfig, RenditionMerge, SwitchReason, parse_media};
+
+/// 2026-11-25T04:00:00Z in milliseconds.
+const BASE_PDT: i64 = 1_795_579_200_000;
+
+struct Encoder {
+    /// Media sequence of segment k is k + msn_offset.
+    msn_offset: u64,
+    /// PDT of segment k is BASE_PDT + 2000 k + pdt_skew_ms (None: no PDT).
+    pdt_skew_ms: Option<i64>,
+    window: u64,
+}
+
+impl Encoder {
+    fn plain() -> Self {
+        Self {
+            msn_offset: 0,
+            pdt_skew_ms: None,
+            window: 3,
+        }
+    }
+
+    fn pdt(skew: i64) -> Self {
+        Self {
+            msn_offset: 0,
+            pdt_skew_ms: Some(skew),
+            window: 3,
+        }
+    }
+
+    /// The playlist after segment `last` (counted from 0) was written.
+    fn playlist(&self, first_k: u64, last: u64) -> String {
+        let start = last.saturating_sub(self.window - 1).max(first_k);
+        let mut t = format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+            start + self.msn_offset
+        );
+        for k in start..=last {
+            if let Some(skew) = self.pdt_skew_ms {
+                t.push_str(&format!(
+                    "#EXT-X-PROGRAM-DATE-TIME:{}\n",
+                    tandem_hls::playlist::format_pdt(BASE_PDT + 2000 * k as i64 + skew)
+                ));
+            }
+            t.push_str(&format!("#EXTINF:2.000,\na{}.ts\n", k + self.msn_offset));
+        }
+        t
+    }
+}
+
+struct H {
+    m: RenditionMerge,
+    t0: Instant,
+    events: Vec<Event>,
+}
+
+impl H {
+    fn new(cfg: MergeConfig) -> Self {
+        Self {
+            m: RenditionMerge::new(cfg),
+            t0: Instant::now(),
+            events: Vec::new(),
+        }
+    }
+
+    fn at(&self, secs: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(secs)
+    }
+
+    /// Pipeline `p` stores every segment of `text` except `missing`, then
+    /// publishes the playlist, at `secs`.
+    fn feed(&mut self, secs: f64, p: Pipeline, text: &str, missing: &[&str]) {
+        let now = self.at(secs);
+        let pl = parse_media(text).unwrap();
+        for s in &pl.segments {
+            if !missing.contains(&s.uri.as_str()) {
+                let ev = self.m.on_segment_stored(now, p, &s.uri);
+                self.events.extend(ev);
+            }
+        }
+        let ev = self.m.on_playlist(now, p, &pl);
+        self.events.extend(ev);
+        self.m.check_invariants();
+    }
+
+    fn tick(&mut self, secs: f64) {
+        let ev = self.m.on_tick(self.at(secs));
+        self.events.extend(ev);
+        self.m.check_invariants();
+    }
+
+    fn out(&self) -> String {
+        self.m
+            .playlist(|s| format!("p{}/{}", s.from, s.source_uri))
+            .map(|p| p.serialize())
+            .unwrap_or_default()
+    }
+
+    fn switches(&self) -> Vec<(Option<Pipeline>, Pipeline, SwitchReason, bool)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Switched {
+                    from,
+                    to,
+                    reason,
+                    discontinuity,
+                    ..
+                } => Some((*from, *to, *reason, *discontinuity)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn states(&self, p: Pipeline) -> Vec<InputState> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::InputStateChanged { pipeline, to, .. } if *pipeline == p => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Both pipelines run segments 0..=last (segment k at t = 2k + 0.1 s, P1
+/// 0.1 s after P0).
+fn run_both(h: &mut H, e0: &Encoder, e1: &Encoder, from: u64, last: u64) {
+    for k in from..=last {
+        let t = 2.0 * k as f64;
+        h.feed(t, P0, &e0.playlist(0, k), &[]);
+        h.feed(t + 0.1, P1, &e1.playlist(0, k), &[]);
+    }
+}
+
+#[test]
+fn pipeline_0_dies_mid_stream_and_the_output_continues_from_1_seamlessly() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 4);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n#EXTINF:2.000,\np0/a2.ts\n#EXTINF:2.000,\np0/a3.ts\n#EXTINF:2.000,\np0/a4.ts\n"
+    );
+    // P0 dies after segment 4 (t = 8). P1 keeps going.
+    h.feed(10.1, P1, &e1.playlist(0, 5), &[]);
+    assert!(
+        h.out().ends_with("p0/a4.ts\n"),
+        "before the loss threshold the output waits for P0"
+    );
+    h.tick(10.9);
+    assert!(h.out().ends_with("p0/a4.ts\n"));
+    // 1.5 × 2 s after P0's last advance (t = 8): switch.
+    h.tick(11.0);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:2.000,\np0/a3.ts\n#EXTINF:2.000,\np0/a4.ts\n#EXTINF:2.000,\np1/a5.ts\n"
+    );
+    h.feed(12.1, P1, &e1.playlist(0, 6), &[]);
+    assert!(h.out().ends_with("p1/a5.ts\n#EXTINF:2.000,\np1/a6.ts\n"));
+    assert_eq!(
+        h.switches(),
+        vec![
+            (None, P0, SwitchReason::Started, false),
+            (Some(P0), P1, SwitchReason::Stalled, false)
+        ]
+    );
+    assert_eq!(h.states(P0), vec![InputState::Receiving, InputState::Lost]);
+}
+
+#[test]
+fn pipeline_0_comes_back_and_the_output_stays_on_1_unless_0_is_preferred() {
+    for prefer in [None, Some(P0)] {
+        let mut h = H::new(MergeConfig {
+            prefer,
+            hold_down: Duration::from_secs(6),
+            ..MergeConfig::default()
+        });
+        let (e0, e1) = (Encoder::plain(), Encoder::plain());
+        run_both(&mut h, &e0, &e1, 0, 3);
+        h.feed(8.1, P1, &e1.playlist(0, 4), &[]);
+        h.feed(10.1, P1, &e1.playlist(0, 5), &[]);
+        assert!(h.out().ends_with("p1/a5.ts\n"), "{}", h.out());
+        // P0 is back at t = 12 with the same numbering (a network outage,
+        // not a restart).
+        run_both(&mut h, &e0, &e1, 6, 9);
+        let out = h.out();
+        match prefer {
+            None => {
+                assert_eq!(
+                    out,
+                    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.000,\np1/a7.ts\n#EXTINF:2.000,\np1/a8.ts\n#EXTINF:2.000,\np1/a9.ts\n"
+                );
+                assert_eq!(h.switches().len(), 2, "no switching back: no flapping");
+            }
+            Some(_) => {
+                // Healthy since t = 12; hold-down 6 s: back on P0 from t = 18.
+                assert_eq!(
+                    out,
+                    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:2.000,\np1/a7.ts\n#EXTINF:2.000,\np1/a8.ts\n#EXTINF:2.000,\np0/a9.ts\n"
+                );
+                assert_eq!(
+                    h.switches().last(),
+                    Some(&(Some(P1), P0, SwitchReason::Preferred, false))
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn both_die_then_1_returns_after_a_gap_with_a_discontinuity() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 4);
+    h.tick(20.0);
+    assert!(
+        h.out().ends_with("p0/a4.ts\n"),
+        "nothing to switch to: the output stands still"
+    );
+    assert_eq!(
+        (h.states(P0).last(), h.states(P1).last()),
+        (Some(&InputState::Lost), Some(&InputState::Lost))
+    );
+    // P1 returns at t = 22 with segments 10..=11 (5..=9 were never made).
+    h.feed(22.0, P1, &e1.playlist(10, 10), &[]);
+    h.feed(24.0, P1, &e1.playlist(10, 11), &[]);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:2.000,\np0/a4.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np1/a10.ts\n#EXTINF:2.000,\np1/a11.ts\n"
+    );
+    assert_eq!(
+        h.switches().last(),
+        Some(&(Some(P0), P1, SwitchReason::Stalled, true))
+    );
+    // The discontinuity leaves the window: the discontinuity sequence counts it.
+    h.feed(26.0, P1, &e1.playlist(10, 12), &[]);
+    h.feed(28.0, P1, &e1.playlist(10, 13), &[]);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:6\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXTINF:2.000,\np1/a11.ts\n#EXTINF:2.000,\np1/a12.ts\n#EXTINF:2.000,\np1/a13.ts\n"
+    );
+}
+
+#[test]
+fn pipeline_1_starts_late_and_nothing_switches() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    for k in 0..=3 {
+        h.feed(2.0 * k as f64, P0, &e0.playlist(0, k), &[]);
+    }
+    run_both(&mut h, &e0, &e1, 4, 6);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:2.000,\np0/a4.ts\n#EXTINF:2.000,\np0/a5.ts\n#EXTINF:2.000,\np0/a6.ts\n"
+    );
+    assert_eq!(h.switches(), vec![(None, P0, SwitchReason::Started, false)]);
+    assert_eq!(h.states(P1), vec![InputState::Receiving]);
+}
+
+#[test]
+fn one_segment_missing_on_0_only_is_filled_from_1() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 2);
+    // P0 announces a3 but its upload never completes; P1 has it.
+    h.feed(6.0, P0, &e0.playlist(0, 3), &["a3.ts"]);
+    h.feed(6.1, P1, &e1.playlist(0, 3), &[]);
+    assert!(
+        h.out().ends_with("p0/a2.ts\n"),
+        "waits for P0's a3 within the threshold"
+    );
+    h.feed(8.0, P0, &e0.playlist(0, 4), &["a3.ts"]);
+    h.feed(8.1, P1, &e1.playlist(0, 4), &[]);
+    assert!(h.out().ends_with("p0/a2.ts\n"));
+    h.tick(9.0); // a3 announced at t = 6, threshold 3 s
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n#EXTINF:2.000,\np0/a2.ts\n#EXTINF:2.000,\np1/a3.ts\n#EXTINF:2.000,\np0/a4.ts\n"
+    );
+    assert_eq!(h.switches().len(), 1, "a fill is not a switch");
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::SegmentAdded {
+            from: P1,
+            filled: true,
+            media_sequence: 3,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn pipelines_offset_by_one_segment_align_by_program_date_time() {
+    let mut h = H::new(MergeConfig::default());
+    // P1 numbers every segment one higher than P0: a{k+1}.ts, msn k+1.
+    let e0 = Encoder::pdt(0);
+    let e1 = Encoder {
+        msn_offset: 1,
+        ..Encoder::pdt(0)
+    };
+    run_both(&mut h, &e0, &e1, 0, 3);
+    h.feed(8.1, P1, &e1.playlist(0, 4), &[]);
+    h.tick(9.0);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:00:04.000Z\n#EXTINF:2.000,\np0/a2.ts\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:00:06.000Z\n#EXTINF:2.000,\np0/a3.ts\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:00:08.000Z\n#EXTINF:2.000,\np1/a5.ts\n"
+    );
+    assert_eq!(
+        h.switches().last(),
+        Some(&(Some(P0), P1, SwitchReason::Stalled, false))
+    );
+}
+
+#[test]
+fn program_date_times_differing_by_less_than_the_tolerance_still_align() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::pdt(0), Encoder::pdt(-400));
+    run_both(&mut h, &e0, &e1, 0, 3);
+    h.feed(8.1, P1, &e1.playlist(0, 4), &[]);
+    h.tick(9.0);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:00:04.000Z\n#EXTINF:2.000,\np0/a2.ts\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:00:06.000Z\n#EXTINF:2.000,\np0/a3.ts\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:00:07.600Z\n#EXTINF:2.000,\np1/a4.ts\n"
+    );
+    assert_eq!(
+        h.switches().last(),
+        Some(&(Some(P0), P1, SwitchReason::Stalled, false))
+    );
+}
+
+#[test]
+fn an_encoder_restart_on_one_pipeline_does_not_break_the_output() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 4);
+    // P1 restarts at t = 10: its media sequence is back at 0.
+    h.feed(10.0, P0, &e0.playlist(0, 5), &[]);
+    let restarted = Encoder {
+        msn_offset: 0,
+        ..Encoder::plain()
+    };
+    h.feed(10.1, P1, &restarted.playlist(0, 0), &[]);
+    h.feed(12.0, P0, &e0.playlist(0, 6), &[]);
+    h.feed(12.1, P1, &restarted.playlist(0, 1), &[]);
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::InputRestarted {
+            pipeline: P1,
+            media_sequence: 0,
+            ..
+        }
+    )));
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:2.000,\np0/a4.ts\n#EXTINF:2.000,\np0/a5.ts\n#EXTINF:2.000,\np0/a6.ts\n"
+    );
+    // Then P0 dies: P1 is on a new timeline, so the switch is marked.
+    h.feed(14.1, P1, &restarted.playlist(0, 2), &[]);
+    h.tick(15.0);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:5\n#EXTINF:2.000,\np0/a5.ts\n#EXTINF:2.000,\np0/a6.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np1/a2.ts\n"
+    );
+    assert_eq!(
+        h.switches().last(),
+        Some(&(Some(P0), P1, SwitchReason::Stalled, true))
+    );
+}
+
+#[test]
+fn a_restart_of_the_active_pipeline_switches_seamlessly_to_the_aligned_one() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 4);
+    h.feed(10.0, P0, &Encoder::plain().playlist(0, 0), &[]);
+    h.feed(10.1, P1, &e1.playlist(0, 5), &[]);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:2.000,\np0/a3.ts\n#EXTINF:2.000,\np0/a4.ts\n#EXTINF:2.000,\np1/a5.ts\n"
+    );
+    assert_eq!(
+        h.switches().last(),
+        Some(&(Some(P0), P1, SwitchReason::Restarted, false))
+    );
+}
+
+#[test]
+fn an_announced_segment_that_never_completes_anywhere_is_skipped_with_a_discontinuity() {
+    let mut h = H::new(MergeConfig::default());
+    let e0 = Encoder::plain();
+    for k in 0..=2 {
+        h.feed(2.0 * k as f64, P0, &e0.playlist(0, k), &[]);
+    }
+    h.feed(6.0, P0, &e0.playlist(0, 3), &["a3.ts"]);
+    h.feed(8.0, P0, &e0.playlist(0, 4), &["a3.ts"]);
+    assert!(h.out().ends_with("p0/a2.ts\n"));
+    h.tick(9.0);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n#EXTINF:2.000,\np0/a1.ts\n#EXTINF:2.000,\np0/a2.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np0/a4.ts\n"
+    );
+    assert!(h.events.iter().any(|e| matches!(e, Event::SegmentMissing { pipeline: P0, source_uri, .. } if source_uri == "a3.ts")));
+}
+
+#[test]
+fn endlist_only_when_both_pipelines_ended() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 2);
+    h.feed(
+        6.0,
+        P0,
+        &format!("{}#EXT-X-ENDLIST\n", e0.playlist(0, 2)),
+        &[],
+    );
+    assert!(!h.out().contains("ENDLIST"));
+    h.feed(
+        6.1,
+        P1,
+        &format!("{}#EXT-X-ENDLIST\n", e1.playlist(0, 2)),
+        &[],
+    );
+    assert!(
+        h.out().ends_with("p0/a2.ts\n#EXT-X-ENDLIST\n"),
+        "{}",
+        h.out()
+    );
+}
