@@ -213,10 +213,15 @@ def handle(conn, conn_id, peer, log, args):
             status = args.final_status
             resp = "HTTP/1.1 %d %s\r\nContent-Length: 0\r\n" % (status, STATUS_TEXT.get(status, "Status"))
             resp += "Connection: close\r\n\r\n" if close else "Connection: keep-alive\r\n\r\n"
-            # Did the client already close its side before the final response?
+            # Did the client already close its side, or already send bytes of
+            # a next request, before the final response went out?
             peer_closed_before_response = False
+            bytes_after_body_before_response = len(r.buf)
             try:
-                peer_closed_before_response = conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+                peek = conn.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                if peek == b"":
+                    peer_closed_before_response = True
+                bytes_after_body_before_response += len(peek)
             except OSError:
                 pass
             send(conn, resp.encode(), rec)
@@ -232,6 +237,7 @@ def handle(conn, conn_id, peer, log, args):
                 "trailers": trailers,
                 "body_text": body.decode("utf-8", "replace") if ".m3u8" in path else None,
                 "peer_closed_before_response": peer_closed_before_response,
+                "bytes_after_body_before_response": bytes_after_body_before_response,
                 "response_head": resp,
             })
             log.add(rec)

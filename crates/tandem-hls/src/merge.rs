@@ -135,10 +135,12 @@ pub enum Event {
         source_uri: String,
         filled: bool,
     },
-    /// A segment left the output window.
+    /// A segment left the output window; `discontinuity`: it carried
+    /// `EXT-X-DISCONTINUITY`, so the discontinuity sequence went up.
     SegmentRemoved {
         at: Instant,
         media_sequence: u64,
+        discontinuity: bool,
     },
     /// A position that neither pipeline delivered whole; the output skipped
     /// it with a discontinuity.
@@ -366,10 +368,13 @@ impl RenditionMerge {
         }
         // Forget what slid out of the encoder's window and is behind the
         // output (the output no longer needs it).
-        if let Some(&first) = inp.segs.keys().next() {
-            if first < pl.media_sequence && inp.segs.len() > pl.segments.len() + 64 {
-                inp.segs = inp.segs.split_off(&pl.media_sequence);
-            }
+        let stale = inp
+            .segs
+            .keys()
+            .next()
+            .is_some_and(|&first| first < pl.media_sequence);
+        if stale && inp.segs.len() > pl.segments.len() + 64 {
+            inp.segs = inp.segs.split_off(&pl.media_sequence);
         }
         if advanced {
             inp.last_advance = Some(now);
@@ -423,21 +428,22 @@ impl RenditionMerge {
         let mut consider = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
         for p in Pipeline::BOTH {
             let inp = &self.inputs[idx(p)];
-            if inp.state == InputState::Receiving {
-                if let Some(t) = inp.last_advance {
-                    consider(t + self.threshold(p));
-                }
+            if let Some(t) = inp
+                .last_advance
+                .filter(|_| inp.state == InputState::Receiving)
+            {
+                consider(t + self.threshold(p));
             }
             if let Some((_, c, _)) = self.candidate(p).filter(|(_, c, _)| !c.complete) {
                 consider(c.first_seen + self.threshold(p));
             }
         }
-        if let (Some(q), Some(a)) = (self.cfg.prefer, self.active) {
-            if q != a {
-                if let Some(since) = self.inputs[idx(q)].healthy_since {
-                    consider(since + self.cfg.hold_down);
-                }
-            }
+        let returning = self
+            .cfg
+            .prefer
+            .filter(|q| self.active.is_some_and(|a| a != *q));
+        if let Some(since) = returning.and_then(|q| self.inputs[idx(q)].healthy_since) {
+            consider(since + self.cfg.hold_down);
         }
         d
     }
@@ -612,6 +618,7 @@ impl RenditionMerge {
                 ev.push(Event::SegmentRemoved {
                     at: now,
                     media_sequence: old.media_sequence,
+                    discontinuity: old.discontinuity,
                 });
             }
         }
@@ -660,6 +667,10 @@ impl RenditionMerge {
                 .active
                 .is_some_and(|a| exhausted(a) && exhausted(a.other()))
         {
+            debug_assert!(
+                self.inputs.iter().all(|i| i.ended),
+                "ENDLIST only when both pipelines ended"
+            );
             self.ended = true;
             ev.push(Event::Ended { at: now });
         }
@@ -702,12 +713,11 @@ impl RenditionMerge {
             }
         }
         // The active pipeline restarted while the other stayed aligned.
-        if !self.on_timeline(a) && self.on_timeline(o) && !self.lost(now, o) {
-            if let Some((msn, true)) = self.ready(o) {
-                self.switch(now, o, SwitchReason::Restarted, false, ev);
-                self.append(now, o, msn, false, false, ev);
-                return true;
-            }
+        let other_aligned = !self.on_timeline(a) && self.on_timeline(o) && !self.lost(now, o);
+        if let (true, Some((msn, true))) = (other_aligned, self.ready(o)) {
+            self.switch(now, o, SwitchReason::Restarted, false, ev);
+            self.append(now, o, msn, false, false, ev);
+            return true;
         }
         match self
             .candidate(a)
@@ -814,12 +824,8 @@ impl RenditionMerge {
         if let Some(last) = self.out.back() {
             assert_eq!(self.next_msn, last.media_sequence + 1);
         }
-        if self.ended && !self.stopped {
-            assert!(
-                self.inputs.iter().all(|i| i.ended),
-                "ENDLIST only when both pipelines ended"
-            );
-        }
+        // ENDLIST is checked when it appears (in `step`): an ended output
+        // stays ended even if an encoder starts again later.
         if let Some(t) = self.target {
             assert!(t >= 1, "target duration is positive");
         }

@@ -1,0 +1,189 @@
+//! For any schedule of segment arrivals, late or missing uploads, stalls,
+//! restarts, ends and clock steps on two pipelines, every playlist the
+//! engine produces keeps the output contract.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use tandem_core::Pipeline;
+use tandem_hls::merge::Event;
+use tandem_hls::{MergeConfig, RenditionMerge, parse_media};
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Pipeline writes its next segment (stored now or left incomplete)
+    /// and publishes its playlist.
+    Segment { p: usize, stored: bool },
+    /// A segment left incomplete earlier is stored after all.
+    LateStore { p: usize },
+    /// The encoder restarts: media sequence back to 0, new file names.
+    Restart { p: usize },
+    /// The encoder ends its playlist.
+    End { p: usize },
+    /// Time passes with no input.
+    Tick { ms: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..2usize, prop::bool::weighted(0.9)).prop_map(|(p, stored)| Op::Segment { p, stored }),
+        1 => (0..2usize).prop_map(|p| Op::LateStore { p }),
+        1 => (0..2usize).prop_map(|p| Op::Restart { p }),
+        1 => (0..2usize).prop_map(|p| Op::End { p }).prop_filter("rare", |_| true),
+        3 => (1u64..8000).prop_map(|ms| Op::Tick { ms }),
+    ]
+}
+
+struct Encoder {
+    epoch: u32,
+    next: u64,
+    window: u64,
+    pdt_base: Option<i64>,
+    incomplete: Vec<String>,
+    ended: bool,
+}
+
+impl Encoder {
+    fn uri(&self, msn: u64) -> String {
+        format!("e{}s{msn}.ts", self.epoch)
+    }
+
+    fn playlist(&self) -> String {
+        let last = self.next - 1;
+        let first = last.saturating_sub(self.window - 1);
+        let mut t = format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n");
+        for k in first..=last {
+            if let Some(b) = self.pdt_base {
+                t.push_str(&format!(
+                    "#EXT-X-PROGRAM-DATE-TIME:{}\n",
+                    tandem_hls::playlist::format_pdt(b + 2000 * k as i64)
+                ));
+            }
+            t.push_str(&format!("#EXTINF:2.000,\n{}\n", self.uri(k)));
+        }
+        if self.ended {
+            t.push_str("#EXT-X-ENDLIST\n");
+        }
+        t
+    }
+}
+
+fn pipeline(p: usize) -> Pipeline {
+    if p == 0 { Pipeline::P0 } else { Pipeline::P1 }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_produced_playlist_keeps_the_output_contract(
+        ops in prop::collection::vec(op(), 1..120),
+        pdt in any::<bool>(),
+        prefer in prop::option::of(0..2usize),
+        window in 2u64..6,
+    ) {
+        let cfg = MergeConfig { prefer: prefer.map(pipeline), hold_down: Duration::from_secs(5), ..MergeConfig::default() };
+        let mut m = RenditionMerge::new(cfg);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let base = pdt.then_some(1_795_579_200_000i64);
+        let mut enc: Vec<Encoder> = (0..2).map(|_| Encoder { epoch: 0, next: 0, window, pdt_base: base, incomplete: vec![], ended: false }).collect();
+        let mut stored: HashSet<(usize, String)> = HashSet::new();
+        let mut seen: HashMap<u64, (String, f64)> = HashMap::new();
+        let mut last_msn: Option<u64> = None;
+        let mut last_dsn = 0u64;
+        let mut target: Option<u64> = None;
+        let mut was_ended = false;
+        // Whether each pipeline's last published playlist had ENDLIST: all
+        // the engine can know (a restarted encoder is silent until it
+        // publishes).
+        let mut published_ended = [false, false];
+
+        for op in ops {
+            now += Duration::from_millis(50);
+            let events = match op {
+                Op::Segment { p, stored: s } => {
+                    let e = &mut enc[p];
+                    if e.ended { continue; }
+                    let uri = e.uri(e.next);
+                    e.next += 1;
+                    let mut ev = Vec::new();
+                    if s {
+                        stored.insert((p, uri.clone()));
+                        ev.extend(m.on_segment_stored(now, pipeline(p), &uri));
+                    } else {
+                        e.incomplete.push(uri);
+                    }
+                    let pl = parse_media(&e.playlist()).unwrap();
+                    published_ended[p] = pl.endlist;
+                    ev.extend(m.on_playlist(now, pipeline(p), &pl));
+                    ev
+                }
+                Op::LateStore { p } => {
+                    let Some(uri) = enc[p].incomplete.pop() else { continue };
+                    stored.insert((p, uri.clone()));
+                    m.on_segment_stored(now, pipeline(p), &uri)
+                }
+                Op::Restart { p } => {
+                    let e = &mut enc[p];
+                    e.epoch += 1;
+                    e.next = 0;
+                    e.ended = false;
+                    e.incomplete.clear();
+                    e.pdt_base = base.map(|b| b + 1000 * (now - t0).as_millis() as i64);
+                    continue;
+                }
+                Op::End { p } => {
+                    let e = &mut enc[p];
+                    if e.next == 0 { continue; }
+                    e.ended = true;
+                    let pl = parse_media(&e.playlist()).unwrap();
+                    published_ended[p] = true;
+                    m.on_playlist(now, pipeline(p), &pl)
+                }
+                Op::Tick { ms } => {
+                    now += Duration::from_millis(ms);
+                    m.on_tick(now)
+                }
+            };
+            m.check_invariants();
+            if let Some(d) = m.next_deadline() {
+                prop_assert!(d + Duration::from_secs(3600) > now, "deadlines are never far in the past");
+            }
+            let Some(pl) = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)) else { continue };
+            // The media sequence never goes backwards.
+            if let Some(prev) = last_msn {
+                prop_assert!(pl.media_sequence >= prev, "media sequence went from {} to {}", prev, pl.media_sequence);
+            }
+            last_msn = Some(pl.media_sequence);
+            // The target duration never changes.
+            prop_assert_eq!(*target.get_or_insert(pl.target_duration), pl.target_duration);
+            // The discontinuity sequence counts exactly the discontinuities that left.
+            let left = events.iter().filter(|e| matches!(e, Event::SegmentRemoved { discontinuity: true, .. })).count() as u64;
+            prop_assert_eq!(pl.discontinuity_sequence, last_dsn + left);
+            last_dsn = pl.discontinuity_sequence;
+            for (i, s) in pl.segments.iter().enumerate() {
+                let msn = pl.media_sequence + i as u64;
+                // A segment keeps its URI, duration and position.
+                let first = seen.entry(msn).or_insert_with(|| (s.uri.clone(), s.duration));
+                prop_assert_eq!(&first.0, &s.uri);
+                prop_assert_eq!(first.1, s.duration);
+                // Only complete segments are named.
+                let (p, uri) = s.uri.split_once('/').unwrap();
+                let p: usize = p.trim_start_matches('p').parse().unwrap();
+                prop_assert!(stored.contains(&(p, uri.to_owned())), "{} named but never stored", s.uri);
+            }
+            // ENDLIST appears only once both pipelines ended; it stays.
+            if pl.endlist && !was_ended {
+                prop_assert!(published_ended.iter().all(|e| *e), "ENDLIST while a pipeline runs");
+            }
+            prop_assert!(pl.endlist || !was_ended, "an ended output never resumes");
+            was_ended = pl.endlist;
+            // The text is a valid playlist that parses back to the same.
+            let text = pl.serialize();
+            prop_assert_eq!(parse_media(&text).unwrap().serialize(), text);
+        }
+    }
+}
