@@ -13,13 +13,34 @@ pub struct InputCredentials {
 }
 
 /// What is stored about a channel. Runtime counters live in the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelSpec {
     pub id: String,
     /// Seconds since the Unix epoch.
     pub created_unix: u64,
     /// Index 0 opens pipeline 0, index 1 opens pipeline 1.
     pub inputs: [InputCredentials; 2],
+    /// How the output fails over; unset fields take the defaults.
+    #[serde(default)]
+    pub failover: FailoverSettings,
+}
+
+/// Per-channel failover settings (the control API's `failover` object).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverSettings {
+    /// Loss threshold, in target durations (default 1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_after_targets: Option<f64>,
+    /// Program date-time alignment tolerance, in target durations (0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdt_tolerance_targets: Option<f64>,
+    /// Return to this pipeline (0 or 1) after `hold_down_secs` of health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer: Option<u8>,
+    /// Seconds the preferred pipeline must be healthy before a return (30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_down_secs: Option<u64>,
 }
 
 impl ChannelSpec {

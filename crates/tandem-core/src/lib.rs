@@ -10,5 +10,5 @@
 pub mod channel;
 pub mod name;
 
-pub use channel::{ChannelSpec, InputCredentials, InputState};
+pub use channel::{ChannelSpec, FailoverSettings, InputCredentials, InputState};
 pub use name::{ChannelId, NameError, ObjectPath, Pipeline};

@@ -282,6 +282,11 @@ impl RenditionMerge {
         self.out.iter()
     }
 
+    /// When a pipeline last announced a new segment.
+    pub fn last_advance(&self, p: Pipeline) -> Option<Instant> {
+        self.inputs[idx(p)].last_advance
+    }
+
     /// Which pipeline the output segment with this media sequence came from.
     pub fn pipeline_of(&self, media_sequence: u64) -> Option<Pipeline> {
         self.out

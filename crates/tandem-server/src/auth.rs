@@ -158,6 +158,10 @@ impl Authenticator {
 
     /// The `WWW-Authenticate` values for a 401, strongest first (RFC 7616
     /// §3.7). `stale` tells Digest clients to retry with the new nonce.
+    ///
+    /// Order matters beyond the RFC: ffmpeg 5.1 answers the last Digest
+    /// challenge it reads and computes only MD5, so MD5 must come after
+    /// SHA-256 (testdata/captures/README.md).
     pub fn challenges(&self, now: SystemTime, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };

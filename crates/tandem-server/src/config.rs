@@ -30,6 +30,9 @@ pub const DEFAULT_NONCE_LIFETIME: Duration = Duration::from_secs(300);
 /// An input with no write for this long is `lost`. Three 2 s segments plus
 /// their playlists should have arrived; 10 s also covers 6 s segments.
 pub const DEFAULT_INPUT_LOSS_AFTER: Duration = Duration::from_secs(10);
+/// Output segments stay this long after they leave every output window:
+/// a player that fetched the playlist just before may still ask for them.
+pub const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_secs(60);
 /// In-flight uploads get this long to finish on shutdown; after it they
 /// are discarded (never half-published).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -57,6 +60,8 @@ pub struct ServerConfig {
     pub auth_schemes: Vec<Scheme>,
     pub input_loss_after: Duration,
     pub shutdown_grace: Duration,
+    /// How long output segments outlive the output window.
+    pub output_grace: Duration,
     /// Create the `demo` channel when the database holds no channel.
     pub create_demo_channel: bool,
 }
@@ -75,6 +80,7 @@ impl ServerConfig {
             auth_schemes: vec![Scheme::DigestSha256, Scheme::DigestMd5, Scheme::Basic],
             input_loss_after: DEFAULT_INPUT_LOSS_AFTER,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            output_grace: DEFAULT_OUTPUT_GRACE,
             create_demo_channel: true,
         }
     }
@@ -108,6 +114,7 @@ impl ServerConfig {
 /// auth_schemes = ["digest-sha256", "digest-md5", "basic"]
 /// input_loss_after_secs = 10
 /// shutdown_grace_secs = 20
+/// output_grace_secs = 60
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +130,7 @@ pub struct FileConfig {
     pub auth_schemes: Option<Vec<Scheme>>,
     pub input_loss_after_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    pub output_grace_secs: Option<u64>,
 }
 
 /// Why a configuration file was refused.
@@ -179,6 +187,9 @@ impl FileConfig {
         }
         if let Some(v) = self.shutdown_grace_secs {
             cfg.shutdown_grace = secs(v);
+        }
+        if let Some(v) = self.output_grace_secs {
+            cfg.output_grace = secs(v);
         }
     }
 }

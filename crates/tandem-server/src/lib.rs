@@ -8,6 +8,7 @@
 //! - [`api`]: `/api/v1/…`, channels.
 //! - [`registry`]: the channel database and live channels.
 //! - [`serve`]: serving a stored object (Range, conditional requests).
+//! - [`output`]: `/out/{channel}/…`, the merged output, and its driver.
 //! - [`metrics`]: Prometheus exposition.
 //! - [`listener`]: plain and TLS accept loop, graceful shutdown.
 //! - [`datadir`]: what lives where in the data directory.
@@ -20,6 +21,7 @@ mod error;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
+pub mod output;
 pub mod registry;
 pub mod serve;
 mod util;
@@ -90,9 +92,26 @@ pub struct AppState {
     pub auth: auth::Authenticator,
     pub admin_token: String,
     pub clock: Arc<dyn Clock>,
+    pub outputs: output::Outputs,
 }
 
 impl AppState {
+    /// Creates a channel with failover settings: durable first, then served.
+    pub async fn create_channel_with(
+        &self,
+        id: &ChannelId,
+        now: SystemTime,
+        failover: tandem_core::FailoverSettings,
+    ) -> Result<Arc<registry::LiveChannel>, RegistryError> {
+        let mut spec = registry::new_channel_spec(id, now)?;
+        spec.failover = failover;
+        self.db.insert(&spec)?;
+        let live = self.channels.add(spec)?;
+        self.prepare_inputs(id).await;
+        self.start_output(&live);
+        Ok(live)
+    }
+
     /// Creates a channel: durable first, then served.
     pub async fn create_channel(
         &self,
@@ -103,6 +122,7 @@ impl AppState {
         self.db.insert(&spec)?;
         let live = self.channels.add(spec)?;
         self.prepare_inputs(id).await;
+        self.start_output(&live);
         Ok(live)
     }
 
@@ -112,6 +132,7 @@ impl AppState {
             return Err(RegistryError::NotFound(id.to_string()));
         }
         self.channels.remove(id);
+        self.outputs.stop(id);
         if let Ok(key) = tandem_core::ObjectPath::from_segments([id.as_str()]) {
             match self.store.delete(&key).await {
                 Ok(()) | Err(StoreError::NotFound(_)) => {}
@@ -121,6 +142,25 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// Starts a channel's output driver with its failover settings.
+    fn start_output(&self, ch: &registry::LiveChannel) {
+        let f = &ch.spec.failover;
+        let defaults = tandem_hls::MergeConfig::default();
+        let cfg = tandem_hls::MergeConfig {
+            loss_after_targets: f.loss_after_targets.unwrap_or(defaults.loss_after_targets),
+            pdt_tolerance_targets: f
+                .pdt_tolerance_targets
+                .unwrap_or(defaults.pdt_tolerance_targets),
+            prefer: f.prefer.and_then(|p| Pipeline::parse(&p.to_string()).ok()),
+            hold_down: f
+                .hold_down_secs
+                .map_or(defaults.hold_down, std::time::Duration::from_secs),
+            ..defaults
+        };
+        self.outputs
+            .start(&ch.id, self.store.clone(), cfg, self.cfg.output_grace);
     }
 
     /// Makes sure both input roots exist, so PROPFIND answers before the
@@ -141,7 +181,12 @@ impl AppState {
 }
 
 async fn metrics_route(State(st): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = metrics::render(&st.channels, st.clock.now(), st.cfg.input_loss_after);
+    let body = metrics::render(
+        &st.channels,
+        &st.outputs,
+        st.clock.now(),
+        st.cfg.input_loss_after,
+    );
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         body,
@@ -159,6 +204,7 @@ async fn not_found() -> impl IntoResponse {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/in/{*rest}", any(ingest::handle))
+        .route("/out/{*rest}", any(output::handle))
         .route("/metrics", get(metrics_route))
         .merge(api::router())
         .fallback(not_found)
@@ -225,14 +271,16 @@ impl Server {
             auth,
             admin_token,
             clock,
+            outputs: Default::default(),
         });
         for spec in state.db.list()? {
             let id = spec.channel_id().map_err(|e| RegistryError::Corrupt {
                 id: spec.id.clone(),
                 message: e.to_string(),
             })?;
-            state.channels.add(spec)?;
+            let live = state.channels.add(spec)?;
             state.prepare_inputs(&id).await;
+            state.start_output(&live);
         }
         let demo = ChannelId::parse("demo")
             .ok()

@@ -52,7 +52,20 @@ pub fn object_published(channel: &str, pipeline: &str, bytes: u64) {
 }
 
 /// Refreshes the per-input gauges and renders the exposition text.
-pub fn render(channels: &Channels, now: SystemTime, loss_after: std::time::Duration) -> String {
+pub fn render(
+    channels: &Channels,
+    outputs: &crate::output::Outputs,
+    now: SystemTime,
+    loss_after: std::time::Duration,
+) -> String {
+    for out in outputs.all() {
+        for (i, t) in out.last_advance().iter().enumerate() {
+            if let Some(t) = t {
+                gauge!("tandem_input_seconds_since_last_advance", "channel" => out.id.to_string(), "pipeline" => i.to_string())
+                    .set(now.duration_since(*t).unwrap_or_default().as_secs_f64());
+            }
+        }
+    }
     for ch in channels.all() {
         for p in Pipeline::BOTH {
             let snap = ch.input(p).snapshot(now, loss_after);

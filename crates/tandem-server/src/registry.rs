@@ -147,6 +147,7 @@ pub fn new_channel_spec(id: &ChannelId, now: SystemTime) -> Result<ChannelSpec, 
         id: id.to_string(),
         created_unix: crate::util::unix_secs(now),
         inputs: [creds(Pipeline::P0)?, creds(Pipeline::P1)?],
+        failover: Default::default(),
     })
 }
 

@@ -112,6 +112,70 @@ fn truncate_secs(t: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
 }
 
+/// Answers GET or HEAD for bytes held in memory (a rendered playlist).
+pub fn bytes(
+    method: &Method,
+    req: &HeaderMap,
+    body: bytes::Bytes,
+    etag: &str,
+    modified: SystemTime,
+) -> Result<Response, HttpError> {
+    let meta = ObjectMeta {
+        size: body.len() as u64,
+        modified,
+        etag: etag.to_owned(),
+    };
+    let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    if not_modified(req, &meta) {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    }
+    let range = req.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, part) = match resolve_range(range, meta.size) {
+        RangeAnswer::Whole => (StatusCode::OK, body),
+        RangeAnswer::Part {
+            start,
+            end_inclusive,
+        } => {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("bytes {start}-{end_inclusive}/{}", meta.size))
+            {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            let (s, e) = (
+                usize::try_from(start).unwrap_or(0),
+                usize::try_from(end_inclusive).unwrap_or(0),
+            );
+            (
+                StatusCode::PARTIAL_CONTENT,
+                body.slice(s..=e.min(body.len().saturating_sub(1))),
+            )
+        }
+        RangeAnswer::Unsatisfiable => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.size)) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                h,
+                "range not satisfiable\n",
+            )
+                .into_response());
+        }
+    };
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
+    if *method == Method::HEAD {
+        return Ok((status, h).into_response());
+    }
+    Ok((status, h, Body::from(part)).into_response())
+}
+
 /// Answers GET or HEAD for the object at `key`.
 pub async fn object(
     store: &dyn Store,

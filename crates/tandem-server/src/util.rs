@@ -38,6 +38,16 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// RFC 3339 UTC time with millisecond precision, for event logs.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    let s = rfc3339(t);
+    format!("{}.{ms:03}Z", s.trim_end_matches('Z'))
+}
+
 /// RFC 3339 UTC time with second precision, for JSON.
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = unix_secs(t);

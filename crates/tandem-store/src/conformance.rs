@@ -228,3 +228,28 @@ async fn local_store_discards_staged_leftovers_on_open() {
     assert_eq!(read(&s, "kept.ts").await.as_deref(), Some(&b"whole"[..]));
     assert_eq!(read(&s, "lost.ts").await, None);
 }
+
+#[tokio::test]
+async fn a_link_keeps_its_bytes_when_the_source_is_replaced_or_deleted() {
+    each_store(async |s| {
+        put(s, "in/a.ts", b"first").await.unwrap();
+        s.link(&key("in/a.ts"), &key("out/live/7/a.ts"))
+            .await
+            .unwrap();
+        put(s, "in/a.ts", b"second").await.unwrap();
+        assert_eq!(
+            read(s, "out/live/7/a.ts").await.as_deref(),
+            Some(&b"first"[..])
+        );
+        s.delete(&key("in/a.ts")).await.unwrap();
+        assert_eq!(
+            read(s, "out/live/7/a.ts").await.as_deref(),
+            Some(&b"first"[..])
+        );
+        assert!(matches!(
+            s.link(&key("in/a.ts"), &key("out/x")).await,
+            Err(StoreError::NotFound(_))
+        ));
+    })
+    .await;
+}

@@ -177,6 +177,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         to: &'a ObjectPath,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Publishes the object at `from` also under `to` (parents created),
+    /// atomically replacing what is there: a hard link where the store can,
+    /// a copy otherwise. Later writes to `from` do not change `to`, because
+    /// writes publish new files rather than modifying old ones.
+    fn link<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
     /// Moves an object or a collection tree to `to` (whose parent must
     /// exist), replacing what is there.
     fn rename<'a>(

@@ -566,6 +566,32 @@ impl Store for LocalStore {
         }))
     }
 
+    fn link<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dirs = self.inner.clone();
+        let (from, to) = (from.clone(), to.clone());
+        Box::pin(blocking(move || {
+            let src = path_under(&dirs.objects, &from);
+            if !fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false) {
+                return Err(StoreError::NotFound(from));
+            }
+            prepare_parents(&dirs.objects, &to, Parents::Create)?;
+            let dst = path_under(&dirs.objects, &to);
+            // Link under a temporary name, then rename over the target: the
+            // target is replaced atomically, never missing.
+            let temp = dirs.staging.join(format!("{}.link", random_name()));
+            let linked = fs::hard_link(&src, &temp).or_else(|_| fs::copy(&src, &temp).map(drop));
+            linked.map_err(|e| StoreError::from_io("link", &to, e))?;
+            fs::rename(&temp, &dst).map_err(|e| {
+                let _ = fs::remove_file(&temp);
+                StoreError::from_io("link", &to, e)
+            })
+        }))
+    }
+
     fn rename<'a>(
         &'a self,
         from: &'a ObjectPath,

@@ -332,6 +332,26 @@ impl Store for MemoryStore {
         Box::pin(async move { self.transfer(from, to, false) })
     }
 
+    fn link<'a>(
+        &'a self,
+        from: &'a ObjectPath,
+        to: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let Some(node @ Node::Object { .. }) = inner.nodes.get(from).cloned() else {
+                return Err(StoreError::NotFound(from.clone()));
+            };
+            inner.check_parents(to, Parents::Create)?;
+            inner.remove_tree(to);
+            if let Node::Object { data, .. } = &node {
+                inner.used += data.len() as u64;
+            }
+            inner.nodes.insert(to.clone(), node);
+            Ok(())
+        })
+    }
+
     fn rename<'a>(
         &'a self,
         from: &'a ObjectPath,

@@ -5,6 +5,8 @@
 //! - `GET /api/v1/channels`, `GET /api/v1/channels/{id}`: definitions plus
 //!   each input's state, last write, bytes and objects received.
 //! - `DELETE /api/v1/channels/{id}`: removes the channel and its objects.
+//! - `GET /api/v1/channels/{id}/events`: input state changes, switches,
+//!   filled and missing segments, newest last.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -136,6 +138,8 @@ fn channel_id(id: &str) -> Result<ChannelId, ApiError> {
 #[serde(deny_unknown_fields)]
 struct CreateChannel {
     id: String,
+    #[serde(default)]
+    failover: tandem_core::FailoverSettings,
 }
 
 async fn create(
@@ -151,7 +155,25 @@ async fn create(
         )
     })?;
     let id = channel_id(&req.id)?;
-    let ch = st.create_channel(&id, SystemTime::now()).await?;
+    if req.failover.prefer.is_some_and(|p| p > 1) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "failover.prefer must be 0 or 1".into(),
+        ));
+    }
+    if req
+        .failover
+        .loss_after_targets
+        .is_some_and(|x| !(x > 0.0 && x.is_finite()))
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "failover.loss_after_targets must be a positive number".into(),
+        ));
+    }
+    let ch = st
+        .create_channel_with(&id, SystemTime::now(), req.failover)
+        .await?;
     tracing::info!(channel = %id, "channel created");
     let view = channel_view(&ch.spec, &st.cfg.base_url(), None);
     Ok((StatusCode::CREATED, axum::Json(view)).into_response())
@@ -196,8 +218,25 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+async fn events(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let id = channel_id(&id)?;
+    let out = st.outputs.get(&id).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("channel {id} does not exist"),
+        )
+    })?;
+    Ok(axum::Json(serde_json::json!({ "events": out.events() })).into_response())
+}
+
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/channels", get(list).post(create))
         .route("/api/v1/channels/{id}", get(show).delete(remove))
+        .route("/api/v1/channels/{id}/events", get(events))
 }

@@ -335,6 +335,17 @@ async fn mkcol(st: &AppState, t: &Target, body: Body) -> Result<Response, HttpEr
     }
 }
 
+/// Tells the channel's output driver that `path` was published on the
+/// target's input.
+fn notify_output(st: &AppState, t: &Target, path: &ObjectPath) {
+    if let Some(out) = st.outputs.get(&t.channel.id) {
+        out.notify(crate::output::Notice::Published {
+            pipeline: t.pipeline,
+            path: path.clone(),
+        });
+    }
+}
+
 /// Decides how a PUT treats missing parents (see the module doc).
 async fn parent_policy(st: &AppState, t: &Target) -> Result<Parents, HttpError> {
     let root = t.root_key();
@@ -440,6 +451,9 @@ async fn copy_or_move(
         }
         (false, _) => st.store.copy(&from, &to).await?,
         (true, _) => st.store.rename(&from, &to).await?,
+    }
+    if matches!(source, Entry::Object(_)) {
+        notify_output(st, t, &d.path);
     }
     tracing::info!(channel = %t.channel.id, pipeline = %t.pipeline, from = %t.path, to = %d.path, is_move, "copied");
     Ok(if existed {

@@ -169,7 +169,7 @@ impl Resp {
 /// Reads one response: head, then a Content-Length or chunked body.
 pub async fn read_response(s: &mut TcpStream, head_only: bool) -> Resp {
     let mut buf = Vec::new();
-    let mut tmp = [0u8; 65536];
+    let mut tmp = vec![0u8; 65536];
     let header_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;

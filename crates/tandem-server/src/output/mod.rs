@@ -1,0 +1,341 @@
+//! The merged output at `/out/{channel}/{path…}`: one continuous HLS
+//! output per channel, taken segment by segment from pipeline 0 or 1.
+//!
+//! Names mirror the inputs: what both pipelines push at
+//! `/in/news/{0,1}/live/channel.m3u8` is served merged at
+//! `/out/news/live/channel.m3u8`. Multivariant playlists are served from an
+//! input with `/in/…` URIs rewritten to `/out/…`; relative variant URIs
+//! already resolve to the merged media playlists.
+//!
+//! Output segments are pinned under names that include their output media
+//! sequence number (`channel/137/channel5.ts` next to `channel.m3u8`), so a
+//! URI always returns the same bytes and a CDN may cache it forever, and so
+//! an encoder that DELETEs or overwrites its own file cannot take a segment
+//! away from players. Pins are removed a grace period after they leave the
+//! output window.
+//!
+//! - [`driver`]: the per-channel task that owns the merge engines.
+
+pub mod driver;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use tandem_core::{ChannelId, InputState, ObjectPath, Pipeline};
+use tandem_store::{Entry, Store};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::error::HttpError;
+
+/// Playlists change every segment: let caches hold them briefly only.
+const PLAYLIST_CACHE: &str = "public, max-age=1";
+/// Pinned segments never change.
+const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
+/// Objects served straight from an input (init segments, keys) may change.
+const INPUT_CACHE: &str = "public, max-age=2";
+/// Events kept per channel for the API.
+const EVENT_LOG: usize = 1000;
+
+/// An event as the API lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRecord {
+    /// RFC 3339.
+    pub time: String,
+    /// The media playlist path, relative to the channel.
+    pub rendition: String,
+    /// `input_state`, `input_restarted`, `switch`, `segment_filled`,
+    /// `segment_missing`, `ended`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discontinuity: Option<bool>,
+    /// Both inputs' states after the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<[InputState; 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_sequence: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+/// A rendered output playlist.
+#[derive(Debug)]
+pub struct Rendered {
+    pub text: Bytes,
+    pub etag: String,
+    pub modified: SystemTime,
+}
+
+/// What ingest tells a channel's driver.
+#[derive(Debug)]
+pub enum Notice {
+    /// An object was published whole on an input (path relative to the
+    /// input root).
+    Published {
+        pipeline: Pipeline,
+        path: ObjectPath,
+    },
+}
+
+/// One channel's output, shared by its driver and the HTTP handlers.
+#[derive(Debug)]
+pub struct ChannelOutput {
+    pub id: ChannelId,
+    tx: mpsc::UnboundedSender<Notice>,
+    playlists: RwLock<HashMap<ObjectPath, Arc<Rendered>>>,
+    events: Mutex<VecDeque<EventRecord>>,
+    /// The pipeline most recently switched to (255: none yet).
+    active: AtomicU8,
+    last_advance: Mutex<[Option<SystemTime>; 2]>,
+}
+
+impl ChannelOutput {
+    /// Tells the driver about a published object.
+    pub fn notify(&self, notice: Notice) {
+        // The driver only stops with the channel; a notice for a channel
+        // being deleted has nowhere to go and needs none.
+        let _ = self.tx.send(notice);
+    }
+
+    pub fn events(&self) -> Vec<EventRecord> {
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn last_advance(&self) -> [Option<SystemTime>; 2] {
+        *self
+            .last_advance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn active(&self) -> Option<Pipeline> {
+        match self.active.load(Ordering::Relaxed) {
+            0 => Some(Pipeline::P0),
+            1 => Some(Pipeline::P1),
+            _ => None,
+        }
+    }
+
+    fn playlist(&self, path: &ObjectPath) -> Option<Arc<Rendered>> {
+        self.playlists
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(path)
+            .cloned()
+    }
+}
+
+/// Every channel's output.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    map: Mutex<HashMap<ChannelId, Arc<ChannelOutput>>>,
+}
+
+impl Outputs {
+    /// Starts a channel's driver (on the current tokio runtime).
+    pub fn start(
+        &self,
+        id: &ChannelId,
+        store: Arc<dyn Store>,
+        cfg: tandem_hls::MergeConfig,
+        grace: Duration,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let out = Arc::new(ChannelOutput {
+            id: id.clone(),
+            tx,
+            playlists: RwLock::default(),
+            events: Mutex::default(),
+            active: AtomicU8::new(u8::MAX),
+            last_advance: Mutex::default(),
+        });
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone(), out.clone());
+        tokio::spawn(driver::run(out, store, cfg, grace, rx));
+    }
+
+    /// Stops a channel's driver: dropping the last sender ends its loop.
+    pub fn stop(&self, id: &ChannelId) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
+
+    pub fn get(&self, id: &ChannelId) -> Option<Arc<ChannelOutput>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<ChannelOutput>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// `{channel}/out`: where a channel's pinned output segments live.
+pub fn output_root(channel: &ChannelId) -> ObjectPath {
+    ObjectPath::from_segments([channel.as_str(), "out"]).unwrap_or_default()
+}
+
+fn with_headers(mut r: Response, ctype: &'static str, cache: &'static str) -> Response {
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    r
+}
+
+/// GET and HEAD under `/out/`. Playback needs no credentials.
+pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    match serve(&st, &parts).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, HttpError> {
+    if parts.method != http::Method::GET && parts.method != http::Method::HEAD {
+        return Err(HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+            "the output answers GET and HEAD",
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")));
+    }
+    let rest = parts.uri.path().strip_prefix("/out/").unwrap_or_default();
+    let (channel, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let id = ChannelId::parse(channel)
+        .map_err(|_| HttpError::not_found(format!("no channel {channel:?}")))?;
+    let out = st
+        .outputs
+        .get(&id)
+        .ok_or_else(|| HttpError::not_found(format!("no channel {id}")))?;
+    let path =
+        ObjectPath::from_url_path(path).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    if let Some(r) = out.playlist(&path) {
+        let resp = crate::serve::bytes(
+            &parts.method,
+            &parts.headers,
+            r.text.clone(),
+            &r.etag,
+            r.modified,
+        )?;
+        return Ok(with_headers(
+            resp,
+            "application/vnd.apple.mpegurl",
+            PLAYLIST_CACHE,
+        ));
+    }
+    let pinned = output_root(&id).join_path(&path);
+    if let Some(Entry::Object(_)) = st.store.stat(&pinned).await? {
+        return crate::serve::object(
+            st.store.as_ref(),
+            &pinned,
+            &parts.method,
+            &parts.headers,
+            Some(SEGMENT_CACHE),
+        )
+        .await;
+    }
+    // Not merged: a multivariant playlist, an init segment, a key. Serve it
+    // from the active input, else from whichever input has it.
+    let order = match out.active() {
+        Some(p) => [p, p.other()],
+        None => Pipeline::BOTH,
+    };
+    for p in order {
+        let key = crate::ingest::input_root(&id, p).join_path(&path);
+        if !matches!(st.store.stat(&key).await?, Some(Entry::Object(_))) {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n.ends_with(".m3u8")) {
+            let text = read_small(st.store.as_ref(), &key).await?;
+            let rewritten = rewrite_multivariant(&String::from_utf8_lossy(&text), &id);
+            let etag = tandem_store::etag_for(rewritten.len() as u64, SystemTime::now());
+            let resp = crate::serve::bytes(
+                &parts.method,
+                &parts.headers,
+                Bytes::from(rewritten),
+                &etag,
+                SystemTime::now(),
+            )?;
+            return Ok(with_headers(
+                resp,
+                "application/vnd.apple.mpegurl",
+                PLAYLIST_CACHE,
+            ));
+        }
+        return crate::serve::object(
+            st.store.as_ref(),
+            &key,
+            &parts.method,
+            &parts.headers,
+            Some(INPUT_CACHE),
+        )
+        .await;
+    }
+    Err(HttpError::not_found(format!(
+        "{path} is not in the output of {id}"
+    )))
+}
+
+/// Reads a small object (a playlist) whole; larger than 4 MiB is refused.
+pub async fn read_small(store: &dyn Store, key: &ObjectPath) -> Result<Bytes, HttpError> {
+    use futures_util::TryStreamExt;
+    const MAX: u64 = 4 * 1024 * 1024;
+    let (meta, stream) = store.get(key, None).await?;
+    if meta.size > MAX {
+        return Err(HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_large",
+            format!("{key} is larger than a playlist can be"),
+        ));
+    }
+    let chunks: Vec<Bytes> = stream.try_collect().await.map_err(|e| {
+        tracing::warn!(key = %key, error = %e, "cannot read");
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "cannot read the playlist",
+        )
+    })?;
+    Ok(Bytes::from(chunks.concat()))
+}
+
+/// Points absolute ingest URIs of a multivariant playlist at the output.
+pub fn rewrite_multivariant(text: &str, id: &ChannelId) -> String {
+    let out = format!("/out/{id}/");
+    text.replace(&format!("/in/{id}/0/"), &out)
+        .replace(&format!("/in/{id}/1/"), &out)
+}
