@@ -289,25 +289,30 @@ impl Driver {
                     }
                 }
                 Event::Switched {
+                    at,
                     from,
                     to,
                     reason,
                     discontinuity,
                     inputs,
-                    ..
                 } => {
+                    let delay = from
+                        .and_then(|p| r.merge.last_advance(p))
+                        .map(|t| at.saturating_duration_since(t));
+                    let delay_ms = delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                     self.out.active.store(
                         u8::try_from(to.index()).unwrap_or(u8::MAX),
                         Ordering::Relaxed,
                     );
                     counter!("tandem_output_switches_total", "channel" => id.to_string(), "rendition" => rendition.clone(), "reason" => reason.as_str()).increment(1);
-                    tracing::warn!(channel = %id, rendition, from = ?from.map(|p| p.index()), to = %to, reason = reason.as_str(), discontinuity, ?inputs, "output switched");
+                    tracing::warn!(channel = %id, rendition, from = ?from.map(|p| p.index()), to = %to, reason = reason.as_str(), discontinuity, ?inputs, ?delay_ms, "output switched");
                     record(&self.out, &rendition, "switch", |e| {
                         e.from = from.map(|p| p.to_string());
                         e.to = Some(to.to_string());
                         e.reason = Some(reason.as_str());
                         e.discontinuity = Some(*discontinuity);
                         e.inputs = Some(*inputs);
+                        e.switch_delay_ms = delay_ms;
                     });
                 }
                 Event::InputStateChanged {
@@ -407,6 +412,7 @@ fn record(
         inputs: None,
         media_sequence: None,
         uri: None,
+        switch_delay_ms: None,
     };
     fill(&mut e);
     let mut log = out

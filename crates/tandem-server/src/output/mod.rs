@@ -71,6 +71,11 @@ pub struct EventRecord {
     pub media_sequence: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// On switches: milliseconds from the previous pipeline's last advance
+    /// to this switch, when the first segment of the new one entered the
+    /// output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_delay_ms: Option<u64>,
 }
 
 /// A rendered output playlist.
