@@ -241,6 +241,8 @@ pub struct RenditionMerge {
     ended: bool,
     stopped: bool,
     header: Vec<String>,
+    /// Set by [`RenditionMerge::resume`]: the output continues an earlier one.
+    resumed_at: Option<u64>,
 }
 
 fn idx(p: Pipeline) -> usize {
@@ -262,7 +264,28 @@ impl RenditionMerge {
             ended: false,
             stopped: false,
             header: Vec::new(),
+            resumed_at: None,
         }
+    }
+
+    /// Continues an output that an earlier process served up to media
+    /// sequence `next_media_sequence - 1`: the first segment gets at least
+    /// that number, carries a discontinuity (what came before is unknown),
+    /// and the discontinuity sequence starts at `discontinuity_sequence`.
+    /// Call before the first playlist.
+    pub fn resume(&mut self, next_media_sequence: u64, discontinuity_sequence: u64) {
+        if self.target.is_none() {
+            self.resumed_at = Some(next_media_sequence);
+            self.discontinuity_sequence = discontinuity_sequence;
+        }
+    }
+
+    /// What [`resume`](Self::resume) needs to continue this output in a
+    /// later process: the next media sequence number, and the discontinuity
+    /// sequence as if every segment now in the window had left.
+    pub fn resume_point(&self) -> (u64, u64) {
+        let pending = self.out.iter().filter(|s| s.discontinuity).count() as u64;
+        (self.next_msn, self.discontinuity_sequence + pending)
     }
 
     pub fn config(&self) -> &MergeConfig {
@@ -564,14 +587,16 @@ impl RenditionMerge {
         let Some(src) = self.inputs[i].segs.get(&in_msn).cloned() else {
             return;
         };
+        let mut discontinuity = discontinuity;
         if self.target.is_none() {
+            discontinuity |= self.resumed_at.is_some();
             self.target = Some(
                 self.inputs[i]
                     .target
                     .max(src.seg.duration.ceil() as u64)
                     .max(1),
             );
-            self.next_msn = in_msn;
+            self.next_msn = in_msn.max(self.resumed_at.unwrap_or(0));
             self.header = self.inputs[i].header.clone();
             for q in Pipeline::BOTH {
                 self.inputs[idx(q)].offset = Some(0);

@@ -437,3 +437,28 @@ fn endlist_only_when_both_pipelines_ended() {
         h.out()
     );
 }
+
+#[test]
+fn a_resumed_output_never_goes_back_and_marks_its_first_segment() {
+    let mut first = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut first, &e0, &e1, 0, 4);
+    assert_eq!(first.m.resume_point(), (5, 0));
+    // A new process; the encoders restarted too and count from 0 again.
+    let mut h = H::new(MergeConfig::default());
+    h.m.resume(5, 0);
+    run_both(&mut h, &e0, &e1, 0, 0);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np0/a0.ts\n"
+    );
+    // Still in the window, the marked segment counts as if it had left.
+    assert_eq!(h.m.resume_point(), (6, 1));
+    run_both(&mut h, &e0, &e1, 1, 3);
+    assert!(
+        h.out().contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+        "{}",
+        h.out()
+    );
+    assert_eq!(h.m.resume_point(), (9, 1));
+}

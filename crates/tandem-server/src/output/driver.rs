@@ -54,6 +54,22 @@ impl Rendition {
     }
 }
 
+/// Where a rendition's resume point is kept: `{channel}/state/{path}.json`.
+fn state_key(channel: &ChannelId, rendition: &ObjectPath) -> Option<ObjectPath> {
+    let mut segs = vec![channel.to_string(), "state".to_owned()];
+    segs.extend(rendition.segments().iter().cloned());
+    let last = segs.pop()?;
+    segs.push(format!("{last}.json"));
+    ObjectPath::from_segments(segs).ok()
+}
+
+/// A rendition's resume point, as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ResumePoint {
+    next_media_sequence: u64,
+    discontinuity_sequence: u64,
+}
+
 /// Resolves a playlist URI against the playlist's directory. Absolute URLs
 /// and absolute paths are not resolved (the engine then never sees them
 /// complete): ingest stores only relative layouts.
@@ -182,16 +198,26 @@ impl Driver {
                 return;
             }
         };
-        let cfg = self.cfg.clone();
-        let r = self.renditions.entry(path.clone()).or_insert_with(|| {
+        if !self.renditions.contains_key(path) {
+            let mut merge = RenditionMerge::new(self.cfg.clone());
+            // Continue the numbering of an output served before a restart,
+            // so players never see the media sequence go back.
+            if let Some(rp) = self.load_resume_point(path).await {
+                merge.resume(rp.next_media_sequence, rp.discontinuity_sequence);
+            }
             let name = path.file_name().unwrap_or_default();
-            Rendition {
-                merge: RenditionMerge::new(cfg),
+            let stem = name.strip_suffix(".m3u8").unwrap_or(name).to_owned();
+            let r = Rendition {
+                merge,
                 path: path.clone(),
                 dir: path.parent().unwrap_or_default(),
-                stem: name.strip_suffix(".m3u8").unwrap_or(name).to_owned(),
-            }
-        });
+                stem,
+            };
+            self.renditions.insert(path.clone(), r);
+        }
+        let Some(r) = self.renditions.get_mut(path) else {
+            return;
+        };
         let mut events = r.merge.on_playlist(now, p, &pl);
         if r.merge.last_advance(p) == Some(now) {
             let mut la = self
@@ -359,6 +385,12 @@ impl Driver {
                 }
             }
         }
+        if events
+            .iter()
+            .any(|e| matches!(e, Event::SegmentAdded { .. }))
+        {
+            self.save_resume_point(r).await;
+        }
         let rendered = r.merge.playlist(|s| {
             r.pin_path(s)
                 .and_then(|p| p.strip_prefix(&r.dir))
@@ -382,6 +414,38 @@ impl Driver {
                     modified,
                 }),
             );
+        }
+    }
+}
+
+impl Driver {
+    async fn load_resume_point(&self, rendition: &ObjectPath) -> Option<ResumePoint> {
+        let key = state_key(&self.out.id, rendition)?;
+        let bytes = super::read_small(self.store.as_ref(), &key).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    async fn save_resume_point(&self, r: &Rendition) {
+        let Some(key) = state_key(&self.out.id, &r.path) else {
+            return;
+        };
+        let (next_media_sequence, discontinuity_sequence) = r.merge.resume_point();
+        let Ok(json) = serde_json::to_vec(&ResumePoint {
+            next_media_sequence,
+            discontinuity_sequence,
+        }) else {
+            return;
+        };
+        let result = async {
+            let mut w = self
+                .store
+                .begin_put(&key, tandem_store::Parents::Create)
+                .await?;
+            w.write(Bytes::from(json)).await?;
+            w.commit().await
+        };
+        if let Err(e) = result.await {
+            tracing::warn!(channel = %self.out.id, rendition = %r.path, error = %e, "cannot save the output's resume point");
         }
     }
 }
