@@ -1,0 +1,13 @@
+//! Load scenarios that wrk cannot express, for `docs/benchmarks.md`.
+//!
+//! - [`client`]: a keep-alive HTTP/1.1 client that sends exactly what a test
+//!   asks for; written here because the scenarios need precise timing of
+//!   the last body byte and no client crate is needed for that.
+//! - [`scenarios`]: publish latency, scale (channels × pipelines ×
+//!   renditions with readers), memory during 2 GB transfers.
+//!
+//! Everything targets a server given by URL and admin token; every loop is
+//! bounded in count and time.
+
+pub mod client;
+pub mod scenarios;
