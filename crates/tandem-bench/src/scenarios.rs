@@ -92,19 +92,28 @@ impl Percentiles {
     }
 }
 
+/// Where one rendition is pushed and where its output is read.
+struct Rendition<'a> {
+    auth: &'a str,
+    /// Ingest folder, e.g. `/in/ch/0/live`.
+    base_in: &'a str,
+    /// Output playlist, e.g. `/out/ch/live/index.m3u8`.
+    out_playlist: &'a str,
+    /// Playlist stem; segments are `{name}{k}.ts`.
+    name: &'a str,
+}
+
 /// Pushes one segment and its playlist as an encoder does, then polls the
 /// merged output until it names the segment. Returns the time from the
 /// segment's last body byte to the output naming it.
 async fn push_and_watch(
     put: &mut Conn,
     get: &mut Conn,
-    auth: &str,
-    base_in: &str,
-    out_playlist: &str,
-    rendition: &str,
+    r: &Rendition<'_>,
     k: u64,
     body: &[u8],
 ) -> anyhow::Result<Duration> {
+    let (auth, base_in, out_playlist, rendition) = (r.auth, r.base_in, r.out_playlist, r.name);
     let r = put
         .request(
             "PUT",
@@ -154,17 +163,13 @@ pub async fn publish_latency(
     let body = vec![0x47u8; size];
     let mut samples = Vec::with_capacity(usize::try_from(segments).unwrap_or(0));
     for k in 0..segments {
-        let d = push_and_watch(
-            &mut put,
-            &mut get,
-            &auth,
-            "/in/bench-latency/0/live",
-            "/out/bench-latency/live/index.m3u8",
-            "index",
-            k,
-            &body,
-        )
-        .await?;
+        let r = Rendition {
+            auth: &auth,
+            base_in: "/in/bench-latency/0/live",
+            out_playlist: "/out/bench-latency/live/index.m3u8",
+            name: "index",
+        };
+        let d = push_and_watch(&mut put, &mut get, &r, k, &body).await?;
         samples.push(d);
     }
     Ok(Percentiles::of(samples))
@@ -248,8 +253,19 @@ pub async fn scale(
                         // Only pipeline 0 watches the output, so readers and
                         // watchers are not double-counted.
                         let res = if p == 0 {
-                            push_and_watch(&mut put, &mut get, &auth, &base, &out, r, k, &body)
-                                .await
+                            push_and_watch(
+                                &mut put,
+                                &mut get,
+                                &Rendition {
+                                    auth: &auth,
+                                    base_in: &base,
+                                    out_playlist: &out,
+                                    name: r,
+                                },
+                                k,
+                                &body,
+                            )
+                            .await
                         } else {
                             push_only(&mut put, &auth, &base, r, k, &body)
                                 .await
@@ -280,18 +296,21 @@ pub async fn scale(
                     {
                         Ok(r) if r.status == 200 => {
                             let text = String::from_utf8_lossy(&r.body).into_owned();
-                            if let Some(last) = text.lines().rev().find(|l| !l.starts_with('#')) {
-                                if last != seen {
-                                    let _ = c
-                                        .request(
-                                            "GET",
-                                            &format!("/out/bench-s{i}/live/{last}"),
-                                            None,
-                                            b"",
-                                        )
-                                        .await;
-                                    seen = last.to_owned();
-                                }
+                            let newest = text
+                                .lines()
+                                .rev()
+                                .find(|l| !l.starts_with('#'))
+                                .filter(|l| *l != seen);
+                            if let Some(last) = newest {
+                                let _ = c
+                                    .request(
+                                        "GET",
+                                        &format!("/out/bench-s{i}/live/{last}"),
+                                        None,
+                                        b"",
+                                    )
+                                    .await;
+                                seen = last.to_owned();
                             }
                         }
                         Ok(_) => {}
