@@ -133,10 +133,15 @@ async fn an_upload_broken_off_mid_body_leaves_the_previous_version() {
     );
     let mut c = s.connect().await;
     let head = format!(
-        "PUT /in/demo/0/live/channel.m3u8 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 500000\r\n\r\n"
+        "PUT /in/demo/0/live/channel.m3u8 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 5000000\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.unwrap();
-    c.write_all(&vec![b'x'; 200_000]).await.unwrap();
+    // Past the store's in-memory batch, so a staged file exists and must go.
+    c.write_all(&vec![b'x'; 2_000_000]).await.unwrap();
+    assert!(
+        s.eventually(|| s.staged_files() == 1).await,
+        "the upload is staged on disk"
+    );
     drop(c);
     assert!(
         s.eventually(|| s.staged_files() == 0).await,

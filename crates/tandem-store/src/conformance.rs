@@ -53,7 +53,8 @@ async fn a_dropped_upload_keeps_the_previous_version() {
     each_store(async |s| {
         assert!(!put(s, "a.m3u8", b"v1").await.unwrap());
         let mut w = s.begin_put(&key("a.m3u8"), Parents::Create).await.unwrap();
-        w.write(Bytes::from(vec![7u8; 600_000])).await.unwrap();
+        // Past one in-memory batch: the local store has a staged file now.
+        w.write(Bytes::from(vec![7u8; 3_000_000])).await.unwrap();
         drop(w);
         assert_eq!(read(s, "a.m3u8").await.as_deref(), Some(&b"v1"[..]));
         assert!(
@@ -209,7 +210,8 @@ async fn local_store_discards_staged_leftovers_on_open() {
     let s = LocalStore::open(dir.path()).unwrap();
     put(&s, "kept.ts", b"whole").await.unwrap();
     let mut w = s.begin_put(&key("lost.ts"), Parents::Create).await.unwrap();
-    w.write(Bytes::from(vec![1u8; 300_000])).await.unwrap();
+    // Past one in-memory batch, so the upload is staged on disk.
+    w.write(Bytes::from(vec![1u8; 3_000_000])).await.unwrap();
     // Simulate a crash: the upload is never committed nor dropped.
     std::mem::forget(w);
     assert_eq!(
@@ -250,6 +252,35 @@ async fn a_link_keeps_its_bytes_when_the_source_is_replaced_or_deleted() {
             s.link(&key("in/a.ts"), &key("out/x")).await,
             Err(StoreError::NotFound(_))
         ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_outside_explicit_refuses_only_inside_made_collections() {
+    each_store(async |s| {
+        let policy = || Parents::CreateOutsideExplicit { root: key("ch/0") };
+        s.create_collection(&key("ch")).await.unwrap();
+        s.create_collection(&key("ch/0")).await.unwrap();
+        // Below the (explicit) root itself: folders are created.
+        let w = s
+            .begin_put(&key("ch/0/live/hd/a.ts"), policy())
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        // Inside a collection made on purpose: the parent must exist.
+        s.create_collection(&key("ch/0/dav")).await.unwrap();
+        assert!(matches!(
+            s.begin_put(&key("ch/0/dav/x/a.ts"), policy()).await,
+            Err(StoreError::ParentMissing(_))
+        ));
+        assert!(s.begin_put(&key("ch/0/dav/a.ts"), policy()).await.is_ok());
+        // An implicit folder below it does not make the rule strict again.
+        assert!(
+            s.begin_put(&key("ch/0/live/new/b.ts"), policy())
+                .await
+                .is_ok()
+        );
     })
     .await;
 }

@@ -57,12 +57,17 @@ pub enum Entry {
 }
 
 /// What to do when a write's parent collections do not exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parents {
     /// Create them, implicitly (HTTP PUT encoders never create directories).
     Create,
     /// Refuse with [`StoreError::ParentMissing`] (WebDAV, RFC 4918 §9.7.1).
     MustExist,
+    /// Create them, unless the nearest existing ancestor is an explicit
+    /// collection strictly below `root`: then refuse like `MustExist`. HTTP
+    /// PUT encoders get their folders; a WebDAV client gets RFC 4918's rule
+    /// inside the collections it made.
+    CreateOutsideExplicit { root: ObjectPath },
 }
 
 /// Why a store operation failed.

@@ -25,8 +25,11 @@ use crate::{
 
 /// Marks a directory that a client created on purpose (WebDAV MKCOL).
 const COLLECTION_MARKER: &str = ".tandem-collection";
-/// Size of the chunks an object is read in.
-const READ_CHUNK: usize = 256 * 1024;
+/// Size of the chunks a large object is streamed in.
+const READ_CHUNK: usize = 1024 * 1024;
+/// Objects up to this size are read in one piece (a 4K segment of 2 s is
+/// about this size; longer ones stream in `READ_CHUNK`s).
+const WHOLE_READ: u64 = 4 * 1024 * 1024;
 
 /// A store rooted at a local directory.
 #[derive(Debug, Clone)]
@@ -110,9 +113,9 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Checks (and under [`Parents::Create`] creates) the parent directories of
+/// Checks (and, as `parents` says, creates) the parent directories of
 /// `key`, refusing when an object stands where a collection must be.
-fn prepare_parents(objects: &Path, key: &ObjectPath, parents: Parents) -> Result<(), StoreError> {
+fn prepare_parents(objects: &Path, key: &ObjectPath, parents: &Parents) -> Result<(), StoreError> {
     let Some(parent) = key.parent() else {
         return Err(StoreError::Conflict {
             path: key.clone(),
@@ -120,30 +123,46 @@ fn prepare_parents(objects: &Path, key: &ObjectPath, parents: Parents) -> Result
         });
     };
     let mut dir = objects.to_path_buf();
-    for seg in parent.segments() {
+    // Whether the deepest existing ancestor so far is an explicit
+    // collection strictly below the policy's root.
+    let mut explicit_above = false;
+    for (depth, seg) in parent.segments().iter().enumerate() {
         dir.push(seg);
         match fs::metadata(&dir) {
-            Ok(md) if md.is_dir() => {}
+            Ok(md) if md.is_dir() => {
+                explicit_above = match parents {
+                    Parents::CreateOutsideExplicit { root } => {
+                        depth + 1 > root.segments().len() && dir.join(COLLECTION_MARKER).exists()
+                    }
+                    _ => false,
+                };
+            }
             Ok(_) => {
                 return Err(StoreError::Conflict {
                     path: key.clone(),
                     why: "an object stands where a collection is needed",
                 });
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match parents {
-                Parents::MustExist => return Err(StoreError::ParentMissing(key.clone())),
-                Parents::Create => {
-                    fs::create_dir(&dir)
-                        .or_else(|e| {
-                            if e.kind() == io::ErrorKind::AlreadyExists {
-                                Ok(())
-                            } else {
-                                Err(e)
-                            }
-                        })
-                        .map_err(|e| StoreError::from_io("create collection", &parent, e))?;
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let refuse = match parents {
+                    Parents::MustExist => true,
+                    Parents::Create => false,
+                    Parents::CreateOutsideExplicit { .. } => explicit_above,
+                };
+                if refuse {
+                    return Err(StoreError::ParentMissing(key.clone()));
                 }
-            },
+                fs::create_dir(&dir)
+                    .or_else(|e| {
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| StoreError::from_io("create collection", &parent, e))?;
+                explicit_above = false;
+            }
             Err(e) => return Err(StoreError::from_io("stat", &parent, e)),
         }
     }
@@ -162,13 +181,15 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// Bytes gathered before one write to the staged file: large enough that a
-/// blocking-pool hop per write costs little, small enough that a 2 GB upload
-/// holds well under a megabyte.
-const WRITE_BATCH: usize = 256 * 1024;
+/// Bytes held in memory before the staged file is written. A segment or
+/// playlist fits, so its whole upload costs one blocking-pool hop at commit
+/// (write, fsync, rename, fsync directory); a larger body streams to the
+/// staged file in batches of this size, so a 2 GB upload holds about 1 MiB.
+const WRITE_BATCH: usize = 1024 * 1024;
 
 /// An upload staged in `staging/`, removed on drop unless committed.
 struct LocalWrite {
+    /// Created when the body outgrows one batch, or at commit.
     file: Option<fs::File>,
     pending: Vec<Bytes>,
     pending_len: usize,
@@ -177,16 +198,38 @@ struct LocalWrite {
     key: ObjectPath,
     written: u64,
     committed: bool,
+    closed: bool,
 }
 
 impl Drop for LocalWrite {
     fn drop(&mut self) {
-        if !self.committed {
-            self.file.take();
+        if !self.committed && (self.file.take().is_some() || self.closed) {
             // Best effort: a leftover is removed at the next open anyway.
             let _ = fs::remove_file(&self.temp);
         }
     }
+}
+
+/// Opens the staged file (on first use) and appends `chunks` to it.
+fn append_staged(
+    file: Option<fs::File>,
+    temp: &Path,
+    key: &ObjectPath,
+    chunks: &[Bytes],
+) -> Result<fs::File, StoreError> {
+    let mut file = match file {
+        Some(f) => f,
+        None => fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+            .map_err(|e| StoreError::from_io("stage", key, e))?,
+    };
+    for c in chunks {
+        file.write_all(c)
+            .map_err(|e| StoreError::from_io("write", key, e))?;
+    }
+    Ok(file)
 }
 
 impl LocalWrite {
@@ -200,22 +243,14 @@ impl LocalWrite {
 
     /// Writes the gathered chunks to the staged file, off the runtime.
     async fn flush_pending(&mut self) -> Result<(), StoreError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut file = self.file.take().ok_or_else(|| self.closed())?;
         let chunks = std::mem::take(&mut self.pending);
         self.pending_len = 0;
-        let key = self.key.clone();
-        let file = blocking(move || {
-            for c in &chunks {
-                file.write_all(c)
-                    .map_err(|e| StoreError::from_io("write", &key, e))?;
-            }
-            Ok(file)
-        })
-        .await?;
+        let (file, temp, key) = (self.file.take(), self.temp.clone(), self.key.clone());
+        // From here on a temp file may exist: Drop must remove it.
+        self.closed = true;
+        let file = blocking(move || append_staged(file, &temp, &key, &chunks)).await?;
         self.file = Some(file);
+        self.closed = false;
         Ok(())
     }
 }
@@ -223,7 +258,7 @@ impl LocalWrite {
 impl StagedWrite for LocalWrite {
     fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            if self.file.is_none() {
+            if self.closed {
                 return Err(self.closed());
             }
             self.written += chunk.len() as u64;
@@ -242,17 +277,12 @@ impl StagedWrite for LocalWrite {
 
     fn commit(mut self: Box<Self>) -> BoxFuture<'static, Result<Committed, StoreError>> {
         Box::pin(async move {
-            self.flush_pending().await?;
+            let chunks = std::mem::take(&mut self.pending);
             let file = self.file.take();
-            let temp = self.temp.clone();
-            let target = self.target.clone();
-            let key = self.key.clone();
+            let (temp, target, key) = (self.temp.clone(), self.target.clone(), self.key.clone());
+            self.closed = true;
             let result = blocking(move || {
-                let file = file.ok_or_else(|| StoreError::Io {
-                    op: "commit",
-                    path: key.to_string(),
-                    source: io::Error::other("upload already closed"),
-                })?;
+                let file = append_staged(file, &temp, &key, &chunks)?;
                 file.sync_all()
                     .map_err(|e| StoreError::from_io("fsync", &key, e))?;
                 drop(file);
@@ -320,6 +350,16 @@ fn read_range(
     file.seek(SeekFrom::Start(r.start))
         .map_err(|e| StoreError::from_io("seek", key, e))?;
     let remaining = r.end - r.start;
+    // Segments and playlists are read whole in this same blocking call: one
+    // hop to the blocking pool per GET instead of one per chunk, which is
+    // what playback throughput hinges on.
+    if remaining <= WHOLE_READ {
+        let mut buf = vec![0u8; usize::try_from(remaining).unwrap_or(0)];
+        file.read_exact(&mut buf)
+            .map_err(|e| StoreError::from_io("read", key, e))?;
+        let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from(buf))]));
+        return Ok((meta, stream));
+    }
     // The open file handle keeps serving this version even if a newer one is
     // published meanwhile: a reader gets one version, whole.
     let stream =
@@ -417,7 +457,7 @@ impl Store for LocalStore {
             let dirs = self.inner.clone();
             let key = key.clone();
             blocking(move || {
-                prepare_parents(&dirs.objects, &key, parents)?;
+                prepare_parents(&dirs.objects, &key, &parents)?;
                 let target = path_under(&dirs.objects, &key);
                 if fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false) {
                     return Err(StoreError::Conflict {
@@ -426,13 +466,8 @@ impl Store for LocalStore {
                     });
                 }
                 let temp = dirs.staging.join(format!("{}.part", random_name()));
-                let file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&temp)
-                    .map_err(|e| StoreError::from_io("stage", &key, e))?;
                 let w: Box<dyn StagedWrite> = Box::new(LocalWrite {
-                    file: Some(file),
+                    file: None,
                     pending: Vec::new(),
                     pending_len: 0,
                     temp,
@@ -440,6 +475,7 @@ impl Store for LocalStore {
                     key,
                     written: 0,
                     committed: false,
+                    closed: false,
                 });
                 Ok(w)
             })
@@ -578,7 +614,7 @@ impl Store for LocalStore {
             if !fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false) {
                 return Err(StoreError::NotFound(from));
             }
-            prepare_parents(&dirs.objects, &to, Parents::Create)?;
+            prepare_parents(&dirs.objects, &to, &Parents::Create)?;
             let dst = path_under(&dirs.objects, &to);
             // Link under a temporary name, then rename over the target: the
             // target is replaced atomically, never missing.

@@ -94,22 +94,35 @@ impl Inner {
             });
         };
         let mut dir = ObjectPath::root();
+        let mut explicit_above = false;
         for seg in parent.segments() {
             dir = dir
                 .join(seg)
                 .map_err(|_| StoreError::NotFound(key.clone()))?;
             match self.nodes.get(&dir) {
-                Some(Node::Collection { .. }) => {}
+                Some(Node::Collection { explicit, .. }) => {
+                    explicit_above = match &parents {
+                        Parents::CreateOutsideExplicit { root } => {
+                            *explicit && dir.segments().len() > root.segments().len()
+                        }
+                        _ => false,
+                    };
+                }
                 Some(Node::Object { .. }) => {
                     return Err(StoreError::Conflict {
                         path: key.clone(),
                         why: "an object stands where a collection is needed",
                     });
                 }
-                None if parents == Parents::MustExist => {
-                    return Err(StoreError::ParentMissing(key.clone()));
-                }
                 None => {
+                    let refuse = match &parents {
+                        Parents::MustExist => true,
+                        Parents::Create => false,
+                        Parents::CreateOutsideExplicit { .. } => explicit_above,
+                    };
+                    if refuse {
+                        return Err(StoreError::ParentMissing(key.clone()));
+                    }
                     self.nodes.insert(
                         dir.clone(),
                         Node::Collection {
@@ -117,6 +130,7 @@ impl Inner {
                             modified: SystemTime::now(),
                         },
                     );
+                    explicit_above = false;
                 }
             }
         }

@@ -70,8 +70,9 @@ fn sigkill_with_ten_uploads_in_flight_loses_nothing_published_and_shows_nothing_
         } else {
             format!("cut/seg{i}.ts")
         };
-        write!(s, "PUT /in/demo/0/{name} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nContent-Length: 1000000\r\n\r\n").unwrap();
-        s.write_all(&pattern(600_000, 100 + i)).unwrap();
+        write!(s, "PUT /in/demo/0/{name} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\nContent-Length: 4000000\r\n\r\n").unwrap();
+        // Past the store's in-memory batch, so each upload is staged on disk.
+        s.write_all(&pattern(1_600_000, 100 + i)).unwrap();
         in_flight.push((name, s));
     }
     // Wait until every interrupted upload is staged on disk, then kill.

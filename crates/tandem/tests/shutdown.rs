@@ -37,8 +37,8 @@ fn wait_staged(t: &Tandem, n: usize) {
 fn sigterm_lets_an_upload_in_flight_finish_and_publishes_it_whole() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = Tandem::start(&dir.path().join("data"), &[]);
-    let body = pattern(2_000_000, 5);
-    let mut s = start_upload(&t, "live/seg.ts", body.len(), &body[..1_000_000]);
+    let body = pattern(4_000_000, 5);
+    let mut s = start_upload(&t, "live/seg.ts", body.len(), &body[..2_000_000]);
     wait_staged(&t, 1);
     let pid = t.child.id().to_string();
     assert!(
@@ -49,7 +49,7 @@ fn sigterm_lets_an_upload_in_flight_finish_and_publishes_it_whole() {
             .success()
     );
     std::thread::sleep(Duration::from_millis(200));
-    s.write_all(&body[1_000_000..]).unwrap();
+    s.write_all(&body[2_000_000..]).unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
@@ -71,7 +71,7 @@ fn sigterm_discards_an_upload_still_unfinished_after_the_grace_period() {
             .0,
         201
     );
-    let _s = start_upload(&t, "live/channel.m3u8", 2_000_000, &pattern(1_000_000, 9));
+    let _s = start_upload(&t, "live/channel.m3u8", 4_000_000, &pattern(2_000_000, 9));
     wait_staged(&t, 1);
     let pid = t.child.id().to_string();
     assert!(

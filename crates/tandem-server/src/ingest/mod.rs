@@ -32,7 +32,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header, request::Parts};
 use tandem_core::{ChannelId, ObjectPath, Pipeline};
-use tandem_store::{Entry, Parents, StoreError};
+use tandem_store::{Entry, StoreError};
 
 use crate::AppState;
 use crate::error::HttpError;
@@ -344,38 +344,6 @@ fn notify_output(st: &AppState, t: &Target, path: &ObjectPath) {
             path: path.clone(),
         });
     }
-}
-
-/// Decides how a PUT treats missing parents (see the module doc).
-async fn parent_policy(st: &AppState, t: &Target) -> Result<Parents, HttpError> {
-    let root = t.root_key();
-    let mut dir = t.key().parent();
-    let mut immediate = true;
-    while let Some(d) = dir {
-        if d == root {
-            return Ok(Parents::Create);
-        }
-        match st.store.stat(&d).await? {
-            Some(Entry::Collection { explicit, .. }) => {
-                return Ok(if immediate || !explicit {
-                    Parents::Create
-                } else {
-                    Parents::MustExist
-                });
-            }
-            Some(Entry::Object(_)) => {
-                return Err(HttpError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    format!("{} is an object, not a collection", d),
-                ));
-            }
-            None => {}
-        }
-        immediate = false;
-        dir = d.parent();
-    }
-    Ok(Parents::Create)
 }
 
 /// COPY and MOVE within one input (RFC 4918 §9.8, §9.9).

@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header, request::Parts};
 use http_body_util::BodyExt;
 
-use super::{Target, parent_policy};
+use super::Target;
 use crate::AppState;
 use crate::error::HttpError;
+use tandem_store::Parents;
 
 pub(super) async fn put(
     st: &AppState,
@@ -43,7 +44,7 @@ pub(super) async fn put(
     if announced.is_some_and(|n| n > max) {
         return Err(too_large(max));
     }
-    let parents = parent_policy(st, t).await?;
+    let parents = Parents::CreateOutsideExplicit { root: t.root_key() };
     let key = t.key();
     let mut staged = st.store.begin_put(&key, parents).await?;
     let mut body = body;

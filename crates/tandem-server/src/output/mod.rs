@@ -262,16 +262,19 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
             PLAYLIST_CACHE,
         ));
     }
+    // Pinned segments are the hot path: read directly, no stat first.
     let pinned = output_root(&id).join_path(&path);
-    if let Some(Entry::Object(_)) = st.store.stat(&pinned).await? {
-        return crate::serve::object(
-            st.store.as_ref(),
-            &pinned,
-            &parts.method,
-            &parts.headers,
-            Some(SEGMENT_CACHE),
-        )
-        .await;
+    match crate::serve::object(
+        st.store.as_ref(),
+        &pinned,
+        &parts.method,
+        &parts.headers,
+        Some(SEGMENT_CACHE),
+    )
+    .await
+    {
+        Err(e) if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::CONFLICT => {}
+        other => return other,
     }
     // Not merged: a multivariant playlist, an init segment, a key. Serve it
     // from the active input, else from whichever input has it.

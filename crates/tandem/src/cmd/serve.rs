@@ -37,6 +37,9 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> a
     let cfg = super::server_config(data, config, args.listen, tls)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking-pool threads serve every file operation; keeping them
+        // spares a thread spawn per burst of requests.
+        .thread_keep_alive(std::time::Duration::from_secs(3600))
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
