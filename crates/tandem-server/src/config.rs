@@ -33,6 +33,9 @@ pub const DEFAULT_INPUT_LOSS_AFTER: Duration = Duration::from_secs(10);
 /// Output segments stay this long after they leave every output window:
 /// a player that fetched the playlist just before may still ask for them.
 pub const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_secs(60);
+/// Pinned output segments kept in memory: the newest segments of about 100
+/// renditions at 4 Mbit/s with 2 s segments and 6-segment windows.
+pub const DEFAULT_OUTPUT_CACHE: u64 = 256 * 1024 * 1024;
 /// In-flight uploads get this long to finish on shutdown; after it they
 /// are discarded (never half-published).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -62,6 +65,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long output segments outlive the output window.
     pub output_grace: Duration,
+    /// Memory for pinned output segments served to players.
+    pub output_cache_bytes: u64,
     /// Create the `demo` channel when the database holds no channel.
     pub create_demo_channel: bool,
 }
@@ -81,6 +86,7 @@ impl ServerConfig {
             input_loss_after: DEFAULT_INPUT_LOSS_AFTER,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             output_grace: DEFAULT_OUTPUT_GRACE,
+            output_cache_bytes: DEFAULT_OUTPUT_CACHE,
             create_demo_channel: true,
         }
     }
@@ -115,6 +121,7 @@ impl ServerConfig {
 /// input_loss_after_secs = 10
 /// shutdown_grace_secs = 20
 /// output_grace_secs = 60
+/// output_cache_bytes = 268435456
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +138,7 @@ pub struct FileConfig {
     pub input_loss_after_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub output_grace_secs: Option<u64>,
+    pub output_cache_bytes: Option<u64>,
 }
 
 /// Why a configuration file was refused.
@@ -190,6 +198,9 @@ impl FileConfig {
         }
         if let Some(v) = self.output_grace_secs {
             cfg.output_grace = secs(v);
+        }
+        if let Some(v) = self.output_cache_bytes {
+            cfg.output_cache_bytes = v;
         }
     }
 }

@@ -263,6 +263,7 @@ impl Server {
             cfg.listen = a;
         }
         let auth = auth::Authenticator::new(cfg.nonce_lifetime, cfg.auth_schemes.clone());
+        let outputs = output::Outputs::new(cfg.output_cache_bytes);
         let state = Arc::new(AppState {
             cfg,
             store,
@@ -271,7 +272,7 @@ impl Server {
             auth,
             admin_token,
             clock,
-            outputs: Default::default(),
+            outputs,
         });
         for spec in state.db.list()? {
             let id = spec.channel_id().map_err(|e| RegistryError::Corrupt {

@@ -94,6 +94,7 @@ fn resolve(dir: &ObjectPath, uri: &str) -> Option<ObjectPath> {
 struct Driver {
     out: Arc<ChannelOutput>,
     store: Arc<dyn Store>,
+    cache: Arc<super::cache::SegmentCache>,
     cfg: MergeConfig,
     grace: Duration,
     renditions: HashMap<ObjectPath, Rendition>,
@@ -105,6 +106,7 @@ struct Driver {
 pub async fn run(
     out: Arc<ChannelOutput>,
     store: Arc<dyn Store>,
+    cache: Arc<super::cache::SegmentCache>,
     cfg: MergeConfig,
     grace: Duration,
     mut rx: mpsc::UnboundedReceiver<Notice>,
@@ -118,6 +120,7 @@ pub async fn run(
     let mut d = Driver {
         out,
         store,
+        cache,
         cfg,
         grace,
         renditions: HashMap::new(),
@@ -248,6 +251,7 @@ impl Driver {
                 break;
             }
             self.expiries.pop_front();
+            self.cache.remove_under(&key);
             match self.store.delete(&key).await {
                 Ok(()) | Err(StoreError::NotFound(_)) => {}
                 Err(e) => tracing::warn!(key = %key, error = %e, "cannot expire an output segment"),
@@ -294,8 +298,12 @@ impl Driver {
                     };
                     let Some(pin) = r.pin_path(seg) else { continue };
                     let from_key = crate::ingest::input_root(&id, *from).join_path(&src);
-                    if let Err(e) = self.store.link(&from_key, &out_root.join_path(&pin)).await {
-                        tracing::error!(channel = %id, rendition, media_sequence, error = %e, "cannot pin an output segment");
+                    let pinned = out_root.join_path(&pin);
+                    match self.store.link(&from_key, &pinned).await {
+                        Ok(()) => self.cache_pinned(&pinned).await,
+                        Err(e) => {
+                            tracing::error!(channel = %id, rendition, media_sequence, error = %e, "cannot pin an output segment")
+                        }
                     }
                     counter!("tandem_output_segments_total", "channel" => id.to_string(), "rendition" => rendition.clone(), "pipeline" => from.to_string()).increment(1);
                     if *filled {
@@ -419,6 +427,18 @@ impl Driver {
 }
 
 impl Driver {
+    /// Keeps a freshly pinned segment in memory for playback.
+    async fn cache_pinned(&self, key: &ObjectPath) {
+        use futures_util::TryStreamExt;
+        let Ok((meta, stream)) = self.store.get(key, None).await else {
+            return;
+        };
+        if let Ok(chunks) = stream.try_collect::<Vec<Bytes>>().await {
+            self.cache
+                .insert(key.clone(), Bytes::from(chunks.concat()), meta);
+        }
+    }
+
     async fn load_resume_point(&self, rendition: &ObjectPath) -> Option<ResumePoint> {
         let key = state_key(&self.out.id, rendition)?;
         let bytes = super::read_small(self.store.as_ref(), &key).await.ok()?;

@@ -15,7 +15,9 @@
 //! output window.
 //!
 //! - [`driver`]: the per-channel task that owns the merge engines.
+//! - [`cache`]: pinned segments held in memory for playback.
 
+pub mod cache;
 pub mod driver;
 
 use std::collections::{HashMap, VecDeque};
@@ -151,12 +153,22 @@ impl ChannelOutput {
 }
 
 /// Every channel's output.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outputs {
     map: Mutex<HashMap<ChannelId, Arc<ChannelOutput>>>,
+    /// Pinned segments in memory, shared by all channels.
+    pub cache: Arc<cache::SegmentCache>,
 }
 
 impl Outputs {
+    /// No channel yet; `cache_bytes` bounds the in-memory segments.
+    pub fn new(cache_bytes: u64) -> Self {
+        Self {
+            map: Mutex::default(),
+            cache: Arc::new(cache::SegmentCache::new(cache_bytes)),
+        }
+    }
+
     /// Starts a channel's driver (on the current tokio runtime).
     pub fn start(
         &self,
@@ -178,7 +190,7 @@ impl Outputs {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id.clone(), out.clone());
-        tokio::spawn(driver::run(out, store, cfg, grace, rx));
+        tokio::spawn(driver::run(out, store, self.cache.clone(), cfg, grace, rx));
     }
 
     /// Stops a channel's driver: dropping the last sender ends its loop.
@@ -262,8 +274,20 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
             PLAYLIST_CACHE,
         ));
     }
-    // Pinned segments are the hot path: read directly, no stat first.
+    // Pinned segments are the hot path: from memory, else straight from
+    // the store with no stat first.
     let pinned = output_root(&id).join_path(&path);
+    if let Some((body, meta)) = st.outputs.cache.get(&pinned) {
+        let resp = crate::serve::bytes(
+            &parts.method,
+            &parts.headers,
+            body,
+            &meta.etag,
+            meta.modified,
+        )?;
+        let ctype = crate::serve::content_type(path.file_name().unwrap_or_default());
+        return Ok(with_headers(resp, ctype, SEGMENT_CACHE));
+    }
     match crate::serve::object(
         st.store.as_ref(),
         &pinned,
