@@ -291,11 +291,26 @@ async fn with_no_segment_cache_segments_come_from_the_store_unchanged() {
     for k in 0..2 {
         push(&s, 1, k).await;
     }
-    output_until(&s, "/out/demo/live/channel.m3u8", |t| t.contains("channel/1/channel1.ts")).await;
+    output_until(&s, "/out/demo/live/channel.m3u8", |t| {
+        t.contains("channel/1/channel1.ts")
+    })
+    .await;
     assert_eq!(s.state.outputs.cache.bytes(), 0);
-    let seg = s.send("GET", "/out/demo/live/channel/1/channel1.ts", &[], b"").await;
+    let seg = s
+        .send("GET", "/out/demo/live/channel/1/channel1.ts", &[], b"")
+        .await;
     assert_eq!((seg.status, seg.text()), (200, "p1-seg1".repeat(100)));
-    assert_eq!(seg.header("cache-control"), Some("public, max-age=31536000, immutable"));
-    let part = s.send("GET", "/out/demo/live/channel/1/channel1.ts", &[("Range", "bytes=7-13")], b"").await;
+    assert_eq!(
+        seg.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let part = s
+        .send(
+            "GET",
+            "/out/demo/live/channel/1/channel1.ts",
+            &[("Range", "bytes=7-13")],
+            b"",
+        )
+        .await;
     assert_eq!((part.status, part.text().as_str()), (206, "p1-seg1"));
 }
