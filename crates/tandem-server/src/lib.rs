@@ -118,12 +118,7 @@ impl AppState {
         id: &ChannelId,
         now: SystemTime,
     ) -> Result<Arc<registry::LiveChannel>, RegistryError> {
-        let spec = registry::new_channel_spec(id, now)?;
-        self.db.insert(&spec)?;
-        let live = self.channels.add(spec)?;
-        self.prepare_inputs(id).await;
-        self.start_output(&live);
-        Ok(live)
+        self.create_channel_with(id, now, Default::default()).await
     }
 
     /// Removes a channel and everything its inputs stored.

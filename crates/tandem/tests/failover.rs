@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,42 +20,6 @@ use support::{Tandem, http, peer, run};
 /// Target duration and loss threshold (1.5 × target) of this setup.
 const TARGET: f64 = 2.0;
 const THRESHOLD: f64 = 3.0;
-
-fn make_source(dir: &Path, secs: u32) -> PathBuf {
-    let src = dir.join("source.ts");
-    let (ok, _, err) = run(Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=1000:sample_rate=48000",
-        ])
-        .args([
-            "-t",
-            &secs.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts"])
-        .arg(&src));
-    assert!(ok, "{err}");
-    src
-}
 
 fn push(t: &Tandem, p: usize, src: &Path) -> Child {
     let url = t.url_with_credentials(&t.demo[p], "live/channel.m3u8");
@@ -162,7 +126,7 @@ enum Action {
 /// and checks what a player saw. Returns the switch events.
 fn scenario(dir: &Path, actions: &[(f64, Action)], tail_secs: f64) -> Vec<Value> {
     let total: f64 = actions.iter().map(|(s, _)| s).sum::<f64>() + tail_secs;
-    let src = make_source(dir, total as u32 + 20);
+    let src = support::make_source(dir, total as u32 + 20);
     let t = Tandem::start(&dir.join("data"), &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let (handle, seen) = reader(&t, stop.clone());

@@ -19,44 +19,8 @@ use support::{Tandem, peer, run};
 /// Seconds of source each pipeline pushes in real time.
 const SECONDS: u32 = 22;
 
-fn make_source(dir: &Path) -> std::path::PathBuf {
-    let src = dir.join("source.ts");
-    let (ok, _, err) = run(Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=1000:sample_rate=48000",
-        ])
-        .args([
-            "-t",
-            &SECONDS.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "50",
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts"])
-        .arg(&src));
-    assert!(ok, "{err}");
-    src
-}
-
 fn push_both_pipelines_and_compare(extra_server_args: &[&str], dir: &Path) {
-    let src = make_source(dir);
+    let src = support::make_source(dir, SECONDS);
     let t = Tandem::start(&dir.join("data"), extra_server_args);
     let pushes: Vec<_> = (0..2)
         .map(|p| {

@@ -509,11 +509,6 @@ fn record(
     log.push_back(e);
 }
 
-/// The channel's id, for callers holding only the output.
-pub fn channel_of(out: &ChannelOutput) -> &ChannelId {
-    &out.id
-}
-
 #[cfg(test)]
 mod tests {
     use super::resolve;

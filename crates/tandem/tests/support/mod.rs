@@ -227,3 +227,41 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A live-like test source: H.264 with a keyframe every 2 s (so HLS
+/// segments cut at 2 s) and AAC, as MPEG-TS, `secs` long.
+pub fn make_source(dir: &Path, secs: u32) -> PathBuf {
+    let src = dir.join("source.ts");
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts"])
+        .arg(&src));
+    assert!(ok, "{err}");
+    src
+}
