@@ -6,9 +6,12 @@
 //!
 //! - [`name`]: channel ids, pipelines and object paths, validated.
 //! - [`channel`]: a channel's definition and the state of its inputs.
+//! - [`archive`]: archive pairs, two S3 buckets and their keys.
 
+pub mod archive;
 pub mod channel;
 pub mod name;
 
+pub use archive::{ArchiveId, ArchiveSpec, BadArchiveId, S3KeyPair};
 pub use channel::{ChannelSpec, FailoverSettings, InputCredentials, InputState};
 pub use name::{ChannelId, NameError, ObjectPath, Pipeline};

@@ -36,6 +36,9 @@ pub const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_secs(60);
 /// Pinned output segments kept in memory: the newest segments of about 100
 /// renditions at 4 Mbit/s with 2 s segments and 6-segment windows.
 pub const DEFAULT_OUTPUT_CACHE: u64 = 256 * 1024 * 1024;
+/// The S3 listener's default address (MinIO's port, which S3 tools
+/// already know), on loopback like the main listener.
+pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:9000";
 /// In-flight uploads get this long to finish on shutdown; after it they
 /// are discarded (never half-published).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -69,6 +72,10 @@ pub struct ServerConfig {
     pub output_cache_bytes: u64,
     /// Create the `demo` channel when the database holds no channel.
     pub create_demo_channel: bool,
+    /// The S3 listener's address; `None` runs none.
+    pub s3_listen: Option<SocketAddr>,
+    /// Region and virtual-host domains of the S3 listener.
+    pub s3: crate::s3::S3Settings,
 }
 
 impl ServerConfig {
@@ -88,7 +95,19 @@ impl ServerConfig {
             output_grace: DEFAULT_OUTPUT_GRACE,
             output_cache_bytes: DEFAULT_OUTPUT_CACHE,
             create_demo_channel: true,
+            s3_listen: DEFAULT_S3_LISTEN.parse().ok(),
+            s3: Default::default(),
         }
+    }
+
+    /// The S3 endpoint handed to encoders, when the S3 listener runs.
+    pub fn s3_endpoint(&self) -> Option<String> {
+        let mut addr = self.s3_listen?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Some(format!("{scheme}://{addr}"))
     }
 
     /// The base URL for links, without a trailing slash.
@@ -122,6 +141,9 @@ impl ServerConfig {
 /// shutdown_grace_secs = 20
 /// output_grace_secs = 60
 /// output_cache_bytes = 268435456
+/// s3_listen = "127.0.0.1:9000"   # or "off"
+/// s3_region = "us-east-1"
+/// s3_domains = ["s3.example.com"] # {bucket}.s3.example.com is virtual-host style
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +161,9 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     pub output_grace_secs: Option<u64>,
     pub output_cache_bytes: Option<u64>,
+    pub s3_listen: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_domains: Option<Vec<String>>,
 }
 
 /// Why a configuration file was refused.
@@ -151,6 +176,16 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+}
+
+/// Parses an S3 listen setting: an address, or `off`.
+pub fn parse_s3_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!("--s3-listen {text:?} is not an address like 127.0.0.1:9000, or 'off'")
+    })
 }
 
 impl FileConfig {
@@ -201,6 +236,12 @@ impl FileConfig {
         }
         if let Some(v) = self.output_cache_bytes {
             cfg.output_cache_bytes = v;
+        }
+        if let Some(v) = &self.s3_region {
+            cfg.s3.region = v.clone();
+        }
+        if let Some(v) = &self.s3_domains {
+            cfg.s3.domains = v.clone();
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct RunningServer {
     pub pid: u32,
     /// The certificate the server presents, to trust when it is self-signed.
     pub tls_cert: Option<PathBuf>,
+    /// The S3 listener's endpoint, when it runs.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
 }
 
 /// A data directory.
@@ -90,12 +93,18 @@ impl DataDir {
             .filter(|t| !t.is_empty())
     }
 
-    pub fn write_server_file(&self, url: &str, tls_cert: Option<&Path>) -> Result<(), ServerError> {
+    pub fn write_server_file(
+        &self,
+        url: &str,
+        tls_cert: Option<&Path>,
+        s3_endpoint: Option<String>,
+    ) -> Result<(), ServerError> {
         let path = self.server_file();
         let info = RunningServer {
             url: url.to_owned(),
             pid: std::process::id(),
             tls_cert: tls_cert.map(Path::to_path_buf),
+            s3_endpoint,
         };
         let json = serde_json::to_string_pretty(&info).map_err(|e| ServerError::Data {
             path: path.clone(),

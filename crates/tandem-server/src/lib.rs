@@ -23,6 +23,7 @@ pub mod listener;
 pub mod metrics;
 pub mod output;
 pub mod registry;
+pub mod s3;
 pub mod serve;
 mod util;
 
@@ -93,6 +94,10 @@ pub struct AppState {
     pub admin_token: String,
     pub clock: Arc<dyn Clock>,
     pub outputs: output::Outputs,
+    /// The S3 keys: the admin's and each archive pair's.
+    pub keys: Arc<s3::KeyRing>,
+    /// The S3 operations over the store (also used by the archives API).
+    pub s3: s3::TandemS3,
 }
 
 impl AppState {
@@ -134,6 +139,43 @@ impl AppState {
                 Err(e) => {
                     tracing::warn!(channel = %id, error = %e, "channel deleted but its objects were not")
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an archive pair: durable first, then its buckets, then its
+    /// keys are accepted.
+    pub async fn create_archive(
+        &self,
+        id: &tandem_core::ArchiveId,
+        now: SystemTime,
+        rollover_secs: Option<u64>,
+    ) -> Result<tandem_core::ArchiveSpec, RegistryError> {
+        let spec = registry::new_archive_spec(id, now, rollover_secs)?;
+        self.db.insert_archive(&spec)?;
+        self.serve_archive(id, &spec).await;
+        Ok(spec)
+    }
+
+    async fn serve_archive(&self, id: &tandem_core::ArchiveId, spec: &tandem_core::ArchiveSpec) {
+        for p in Pipeline::BOTH {
+            if let Err(e) = self.s3.create_bucket_dir(&id.bucket(p)).await {
+                tracing::warn!(archive = %id, error = %e, "cannot create archive bucket");
+            }
+        }
+        self.keys.add_archive(id, spec);
+    }
+
+    /// Removes an archive pair, its keys and both buckets' contents.
+    pub async fn delete_archive(&self, id: &tandem_core::ArchiveId) -> Result<(), RegistryError> {
+        if !self.db.remove_archive(id)? {
+            return Err(RegistryError::ArchiveNotFound(id.to_string()));
+        }
+        self.keys.remove_archive(id);
+        for p in Pipeline::BOTH {
+            if let Err(e) = self.s3.remove_bucket_tree(&id.bucket(p)).await {
+                tracing::warn!(archive = %id, error = %e, "archive deleted but its bucket was not");
             }
         }
         Ok(())
@@ -206,11 +248,38 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Binds `addr`; port 0 becomes the port actually bound, so links carry it.
+async fn bind(addr: &mut SocketAddr, flag: &'static str) -> Result<TcpListener, ServerError> {
+    let listener = TcpListener::bind(*addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: *addr,
+            hint: if source.kind() == std::io::ErrorKind::AddrInUse {
+                match flag {
+                    "--listen" => " (is another tandem running? use --listen)",
+                    _ => {
+                        " (is another S3 server running? use --s3-listen ADDR, or --s3-listen off)"
+                    }
+                }
+            } else {
+                ""
+            },
+            source,
+        })?;
+    if addr.port() == 0
+        && let Ok(a) = listener.local_addr()
+    {
+        *addr = a;
+    }
+    Ok(listener)
+}
+
 /// A bound, ready server.
 pub struct Server {
     state: Arc<AppState>,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    s3_listener: Option<TcpListener>,
     data: DataDir,
 }
 
@@ -237,28 +306,16 @@ impl Server {
         let tls = cfg.tls.as_ref().map(listener::tls_acceptor).transpose()?;
         let db = ChannelDb::open(&data.db_path())?;
         let admin_token = data.admin_token()?;
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: cfg.listen,
-                hint: if source.kind() == std::io::ErrorKind::AddrInUse {
-                    " (is another tandem running? use --listen)"
-                } else {
-                    ""
-                },
-                source,
-            })?;
         let mut cfg = cfg;
-        // Port 0 means "any": links must carry the port actually bound.
-        if let Some(a) = listener
-            .local_addr()
-            .ok()
-            .filter(|_| cfg.listen.port() == 0)
-        {
-            cfg.listen = a;
-        }
+        let listener = bind(&mut cfg.listen, "--listen").await?;
+        let s3_listener = match &mut cfg.s3_listen {
+            Some(addr) => Some(bind(addr, "--s3-listen, or --s3-listen off").await?),
+            None => None,
+        };
         let auth = auth::Authenticator::new(cfg.nonce_lifetime, cfg.auth_schemes.clone());
         let outputs = output::Outputs::new(cfg.output_cache_bytes);
+        let keys = Arc::new(s3::KeyRing::new(&admin_token));
+        let s3 = s3::TandemS3::new(store.clone(), keys.clone());
         let state = Arc::new(AppState {
             cfg,
             store,
@@ -268,7 +325,16 @@ impl Server {
             admin_token,
             clock,
             outputs,
+            keys,
+            s3,
         });
+        for spec in state.db.list_archives()? {
+            let id = spec.archive_id().map_err(|e| RegistryError::Corrupt {
+                id: spec.id.clone(),
+                message: e.to_string(),
+            })?;
+            state.serve_archive(&id, &spec).await;
+        }
         for spec in state.db.list()? {
             let id = spec.channel_id().map_err(|e| RegistryError::Corrupt {
                 id: spec.id.clone(),
@@ -289,12 +355,18 @@ impl Server {
             state,
             listener,
             tls,
+            s3_listener,
             data,
         })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
+    }
+
+    /// Where the S3 listener is bound, if it runs.
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
+        self.s3_listener.as_ref()?.local_addr().ok()
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -305,16 +377,39 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let base = self.state.cfg.base_url();
         let tls_cert = self.state.cfg.tls.as_ref().map(|t| t.cert.clone());
-        self.data.write_server_file(&base, tls_cert.as_deref())?;
+        self.data
+            .write_server_file(&base, tls_cert.as_deref(), self.state.cfg.s3_endpoint())?;
         let grace = self.state.cfg.shutdown_grace;
-        listener::serve(
+        // One shutdown signal stops both listeners.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let main = listener::serve(
             self.listener,
-            self.tls,
+            self.tls.clone(),
             app(self.state.clone()),
-            shutdown,
+            stopped(),
             grace,
-        )
-        .await;
+        );
+        let s3 = async {
+            if let Some(l) = self.s3_listener {
+                let svc = s3::service(
+                    self.state.s3.clone(),
+                    self.state.keys.clone(),
+                    &self.state.cfg.s3,
+                );
+                listener::serve(l, self.tls.clone(), svc, stopped(), grace).await;
+            }
+        };
+        let signal = async {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        tokio::join!(main, s3, signal);
         self.data.remove_server_file();
         Ok(())
     }

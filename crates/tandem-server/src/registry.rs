@@ -1,4 +1,4 @@
-//! Channel definitions: durable in an embedded database (redb), live in
+//! Channel and archive pair definitions: durable in an embedded database (redb), live in
 //! memory with each input's counters.
 //!
 //! redb holds an exclusive lock on its file, so only one process opens a
@@ -13,9 +13,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tandem_core::{ChannelId, ChannelSpec, InputCredentials, InputState, Pipeline};
+use tandem_core::{
+    ArchiveId, ArchiveSpec, ChannelId, ChannelSpec, InputCredentials, InputState, Pipeline,
+    S3KeyPair,
+};
 
 const CHANNELS: TableDefinition<&str, &str> = TableDefinition::new("channels");
+const ARCHIVES: TableDefinition<&str, &str> = TableDefinition::new("archives");
 
 /// Why the channel database refused an operation.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +29,10 @@ pub enum RegistryError {
     AlreadyExists(String),
     #[error("channel {0} does not exist")]
     NotFound(String),
+    #[error("archive {0} already exists")]
+    ArchiveExists(String),
+    #[error("archive {0} does not exist")]
+    ArchiveNotFound(String),
     #[error(
         "{path} is in use by another process (is a tandem server running on this data directory?)"
     )]
@@ -63,7 +71,10 @@ impl ChannelDb {
             db,
             path: path.into(),
         };
-        this.write(|t| t.open_table(CHANNELS).map(drop))?;
+        this.write(|t| {
+            t.open_table(CHANNELS)?;
+            t.open_table(ARCHIVES).map(drop)
+        })?;
         Ok(this)
     }
 
@@ -84,53 +95,120 @@ impl ChannelDb {
         Ok(out)
     }
 
-    /// Stores a new channel; refuses an id that exists.
-    pub fn insert(&self, spec: &ChannelSpec) -> Result<(), RegistryError> {
-        let json = serde_json::to_string(spec).map_err(|e| self.err(e))?;
+    /// Stores a new row; refuses an id that exists.
+    fn insert_row<T: serde::Serialize>(
+        &self,
+        table: TableDefinition<&str, &str>,
+        id: &str,
+        value: &T,
+        exists: impl FnOnce(String) -> RegistryError,
+    ) -> Result<(), RegistryError> {
+        let json = serde_json::to_string(value).map_err(|e| self.err(e))?;
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
-            let mut t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
-            if t.get(spec.id.as_str()).map_err(|e| self.err(e))?.is_some() {
-                return Err(RegistryError::AlreadyExists(spec.id.clone()));
+            let mut t = txn.open_table(table).map_err(|e| self.err(e))?;
+            if t.get(id).map_err(|e| self.err(e))?.is_some() {
+                return Err(exists(id.to_owned()));
             }
-            t.insert(spec.id.as_str(), json.as_str())
-                .map_err(|e| self.err(e))?;
+            t.insert(id, json.as_str()).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
 
-    /// Removes a channel; `false` if it did not exist.
-    pub fn remove(&self, id: &ChannelId) -> Result<bool, RegistryError> {
+    /// Removes a row; `false` if it did not exist.
+    fn remove_row(
+        &self,
+        table: TableDefinition<&str, &str>,
+        id: &str,
+    ) -> Result<bool, RegistryError> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let existed = {
-            let mut t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
-            t.remove(id.as_str()).map_err(|e| self.err(e))?.is_some()
+            let mut t = txn.open_table(table).map_err(|e| self.err(e))?;
+            t.remove(id).map_err(|e| self.err(e))?.is_some()
         };
         txn.commit().map_err(|e| self.err(e))?;
         Ok(existed)
     }
 
-    /// Every channel, sorted by id.
-    pub fn list(&self) -> Result<Vec<ChannelSpec>, RegistryError> {
+    /// Every row, sorted by id.
+    fn list_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &str>,
+    ) -> Result<Vec<T>, RegistryError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+        let t = match txn.open_table(table) {
+            Ok(t) => t,
+            // Written by a version that did not know this table yet.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
         let mut out = Vec::new();
         for row in t.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
-            let spec: ChannelSpec =
-                serde_json::from_str(v.value()).map_err(|e| RegistryError::Corrupt {
-                    id: k.value().to_owned(),
-                    message: e.to_string(),
-                })?;
+            let spec: T = serde_json::from_str(v.value()).map_err(|e| RegistryError::Corrupt {
+                id: k.value().to_owned(),
+                message: e.to_string(),
+            })?;
             out.push(spec);
         }
         Ok(out)
+    }
+
+    /// Stores a new channel; refuses an id that exists.
+    pub fn insert(&self, spec: &ChannelSpec) -> Result<(), RegistryError> {
+        self.insert_row(CHANNELS, &spec.id, spec, RegistryError::AlreadyExists)
+    }
+
+    /// Removes a channel; `false` if it did not exist.
+    pub fn remove(&self, id: &ChannelId) -> Result<bool, RegistryError> {
+        self.remove_row(CHANNELS, id.as_str())
+    }
+
+    /// Every channel, sorted by id.
+    pub fn list(&self) -> Result<Vec<ChannelSpec>, RegistryError> {
+        self.list_rows(CHANNELS)
     }
 
     /// One channel.
     pub fn get(&self, id: &ChannelId) -> Result<Option<ChannelSpec>, RegistryError> {
         Ok(self.list()?.into_iter().find(|s| s.id == id.as_str()))
     }
+
+    /// Stores a new archive pair; refuses an id that exists.
+    pub fn insert_archive(&self, spec: &ArchiveSpec) -> Result<(), RegistryError> {
+        self.insert_row(ARCHIVES, &spec.id, spec, RegistryError::ArchiveExists)
+    }
+
+    /// Removes an archive pair; `false` if it did not exist.
+    pub fn remove_archive(&self, id: &ArchiveId) -> Result<bool, RegistryError> {
+        self.remove_row(ARCHIVES, id.as_str())
+    }
+
+    /// Every archive pair, sorted by id.
+    pub fn list_archives(&self) -> Result<Vec<ArchiveSpec>, RegistryError> {
+        self.list_rows(ARCHIVES)
+    }
+}
+
+/// A new archive pair with a fresh key pair per bucket.
+pub fn new_archive_spec(
+    id: &ArchiveId,
+    now: SystemTime,
+    rollover_secs: Option<u64>,
+) -> Result<ArchiveSpec, RegistryError> {
+    let random = |n| crate::util::random_token(n).map_err(|e| RegistryError::Random(e.to_string()));
+    let key = || -> Result<S3KeyPair, RegistryError> {
+        Ok(S3KeyPair {
+            access_key_id: format!("TDM{}", random(17)?.to_ascii_uppercase()),
+            secret_access_key: random(40)?,
+        })
+    };
+    Ok(ArchiveSpec {
+        id: id.to_string(),
+        created_unix: crate::util::unix_secs(now),
+        keys: [key()?, key()?],
+        rollover_secs,
+    })
 }
 
 /// A new channel with fresh credentials for both inputs.

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)]
 
 mod cmd;
+mod s3client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Create, list, show and delete channels.
     Channel(cmd::channel::ChannelArgs),
+    /// Archive pairs of S3 buckets: create, list, show, delete, verify, watch.
+    Archive(cmd::archive::ArchiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(cli.data, cli.config, args),
         Command::Channel(args) => cmd::channel::run(cli.data, cli.config, args),
+        Command::Archive(args) => match cmd::archive::run(cli.data, cli.config, args) {
+            Ok(0) => Ok(()),
+            Ok(_) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,9 @@
 //! - `DELETE /api/v1/channels/{id}`: removes the channel and its objects.
 //! - `GET /api/v1/channels/{id}/events`: input state changes, switches,
 //!   filled and missing segments, newest last.
+//! - [`archives`]: `/api/v1/archives`, archive pairs of S3 buckets.
+
+pub mod archives;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -96,7 +99,7 @@ fn live_view(st: &AppState, ch: &LiveChannel) -> ChannelView {
 
 /// An API error: status and `{"error": "…"}`.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -107,8 +110,10 @@ impl IntoResponse for ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         let status = match e {
-            RegistryError::AlreadyExists(_) => StatusCode::CONFLICT,
-            RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+            RegistryError::AlreadyExists(_) | RegistryError::ArchiveExists(_) => {
+                StatusCode::CONFLICT
+            }
+            RegistryError::NotFound(_) | RegistryError::ArchiveNotFound(_) => StatusCode::NOT_FOUND,
             _ => {
                 tracing::error!(error = %e, "channel database");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -239,4 +244,12 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/channels", get(list).post(create))
         .route("/api/v1/channels/{id}", get(show).delete(remove))
         .route("/api/v1/channels/{id}/events", get(events))
+        .route(
+            "/api/v1/archives",
+            get(archives::list).post(archives::create),
+        )
+        .route(
+            "/api/v1/archives/{id}",
+            get(archives::show).delete(archives::remove),
+        )
 }

@@ -40,6 +40,7 @@ impl TestServer {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        cfg.s3_listen = Some("127.0.0.1:0".parse().unwrap());
         tweak(&mut cfg);
         let store = store.unwrap_or_else(|| Arc::new(LocalStore::open(dir.path()).unwrap()));
         let server = Server::bind_with(cfg, store, Arc::new(SystemClock))

@@ -1,6 +1,8 @@
 //! One module per command, and the configuration they share.
 
+pub mod archive;
 pub mod channel;
+pub mod control;
 pub mod serve;
 
 use std::net::SocketAddr;
@@ -32,6 +34,9 @@ pub fn server_config(
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
     let mut cfg = ServerConfig::new(listen, data);
     file.apply(&mut cfg);
+    if let Some(text) = &file.s3_listen {
+        cfg.s3_listen = tandem_server::config::parse_s3_listen(text).map_err(anyhow::Error::msg)?;
+    }
     if tls.is_some() {
         cfg.tls = tls;
     }

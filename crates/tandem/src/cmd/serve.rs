@@ -13,6 +13,9 @@ pub struct ServeArgs {
     /// Address to listen on. [default: 127.0.0.1:8080]
     #[arg(long, env = "TANDEM_LISTEN")]
     listen: Option<String>,
+    /// Address of the S3 listener, or `off`. [default: 127.0.0.1:9000]
+    #[arg(long, env = "TANDEM_S3_LISTEN")]
+    s3_listen: Option<String>,
     /// PEM certificate chain: serve HTTPS on the listener.
     #[arg(long, requires = "tls_key", env = "TANDEM_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -34,7 +37,11 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> a
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
     };
-    let cfg = super::server_config(data, config, args.listen, tls)?;
+    let mut cfg = super::server_config(data, config, args.listen, tls)?;
+    if let Some(text) = args.s3_listen {
+        cfg.s3_listen =
+            tandem_server::config::parse_s3_listen(&text).map_err(anyhow::Error::msg)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Blocking-pool threads serve every file operation; keeping them
@@ -60,6 +67,13 @@ fn banner(server: &Server) {
         st.admin_token
     );
     println!("metrics: {base}/metrics");
+    match st.cfg.s3_endpoint() {
+        Some(ep) => println!(
+            "S3 (archive pairs): {ep} region {}; create a pair with 'tandem archive create ID'",
+            st.cfg.s3.region
+        ),
+        None => println!("S3 listener: off"),
+    }
     let channels = st.channels.all();
     let demo = ChannelId::parse("demo")
         .ok()

@@ -33,6 +33,24 @@ pub fn peer(name: &str) -> bool {
     found
 }
 
+/// Whether python3 can import `module`; same rules as [`peer`].
+pub fn python_module(module: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("TANDEM_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!(
+                "{module} not installed, and TANDEM_REQUIRE_PEERS=1 requires it (run .ci/run to install peers)"
+            );
+        }
+        eprintln!("SKIPPED: {module} not installed");
+    }
+    ok
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tandem")
 }
@@ -54,6 +72,8 @@ pub struct Tandem {
     pub demo: Vec<Input>,
     pub banner: String,
     pub log: PathBuf,
+    /// The S3 listener's endpoint, from the banner.
+    pub s3: String,
 }
 
 impl Drop for Tandem {
@@ -69,7 +89,14 @@ impl Tandem {
     pub fn start(data: &Path, extra: &[&str]) -> Self {
         let log = data.with_extension("log");
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--s3-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(data)
             .args(extra)
             .env_remove("TANDEM_LISTEN")
@@ -123,6 +150,12 @@ impl Tandem {
                 password: passwords[i].clone(),
             })
             .collect();
+        let s3 = banner
+            .lines()
+            .find_map(|l| l.strip_prefix("S3 (archive pairs): "))
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_default()
+            .to_owned();
         Self {
             child,
             data: data.to_path_buf(),
@@ -131,7 +164,24 @@ impl Tandem {
             demo,
             banner,
             log,
+            s3,
         }
+    }
+
+    /// Creates an archive pair through the control API; returns its JSON.
+    pub fn create_archive(&self, id: &str) -> serde_json::Value {
+        let out = Command::new(bin())
+            .args(["--data"])
+            .arg(&self.data)
+            .args(["archive", "create", id, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub fn token(&self) -> String {

@@ -1,0 +1,961 @@
+//! The S3 operations, over `tandem-store`. Operations not listed here
+//! answer `NotImplemented` (the `s3s` default).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use serde::{Deserialize, Serialize};
+use tandem_core::ObjectPath;
+use tandem_store::{Entry, Store, StoreError};
+
+use super::objects::{
+    self, Checksums, Expected, ObjectInfo, ObjectPaths, Received, UPLOADS, bucket_path, hex,
+    object_paths, read_json, store_err, write_json,
+};
+use super::{KeyRing, Principal};
+
+/// The smallest part S3 accepts, except the last.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+const MAX_PARTS: i32 = 10_000;
+
+/// Tandem's S3 implementation.
+#[derive(Debug, Clone)]
+pub struct TandemS3 {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+}
+
+impl TandemS3 {
+    pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>) -> Self {
+        Self { store, keys }
+    }
+
+    /// Creates a bucket (an explicit collection); `Ok(false)` if it exists.
+    pub async fn create_bucket_dir(&self, bucket: &str) -> S3Result<bool> {
+        let top = bucket_path(bucket)?;
+        if let Some(parent) = top.parent() {
+            match self.store.create_collection(&parent).await {
+                Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        match self.store.create_collection(&top).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// Removes a bucket and everything in it (archive pair deletion).
+    pub async fn remove_bucket_tree(&self, bucket: &str) -> S3Result<()> {
+        for top in [bucket_path(bucket)?, meta_root(bucket)?] {
+            match self.store.delete(&top).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> S3Result<()> {
+        match self.store.stat(&bucket_path(bucket)?).await {
+            Ok(Some(Entry::Collection { .. })) => Ok(()),
+            Ok(_) => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            )),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    fn principal<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
+        req.credentials
+            .as_ref()
+            .and_then(|c| self.keys.principal(&c.access_key))
+            .ok_or_else(|| s3_error!(AccessDenied))
+    }
+
+    /// An object's size and metadata; `NoSuchKey` if absent.
+    async fn info(&self, paths: &ObjectPaths) -> S3Result<(ObjectInfo, SystemTime)> {
+        let meta = match self.store.stat(&paths.data).await.map_err(store_err)? {
+            Some(Entry::Object(m)) => m,
+            _ => return Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
+        };
+        let stored: Option<ObjectInfo> = read_json(&self.store, &paths.meta).await?;
+        let info = match stored {
+            Some(i) if i.store_etag == meta.etag && i.size == meta.size => i,
+            // No record, or one for bytes since replaced: what the store knows.
+            _ => ObjectInfo {
+                etag: meta.etag.trim_matches('"').to_owned(),
+                size: meta.size,
+                store_etag: meta.etag.clone(),
+                ..Default::default()
+            },
+        };
+        Ok((info, meta.modified))
+    }
+
+    /// Publishes a received body and its metadata record.
+    async fn publish(
+        &self,
+        paths: &ObjectPaths,
+        received: Received,
+        etag: String,
+        content_type: Option<String>,
+        metadata: BTreeMap<String, String>,
+    ) -> S3Result<ObjectInfo> {
+        let size = received.size;
+        let committed = received.staged.commit().await.map_err(store_err)?;
+        let info = ObjectInfo {
+            etag,
+            size,
+            store_etag: committed.meta.etag,
+            content_type,
+            metadata,
+            checksums: received.checksums,
+        };
+        write_json(&self.store, &paths.meta, &info).await?;
+        Ok(info)
+    }
+
+    fn upload_dir(upload_id: &str) -> S3Result<ObjectPath> {
+        ObjectPath::from_segments([UPLOADS, upload_id])
+            .map_err(|_| s3_error!(NoSuchUpload, "The specified upload does not exist"))
+    }
+
+    async fn upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Upload> {
+        let dir = Self::upload_dir(upload_id)?;
+        let path = dir
+            .join("upload.json")
+            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        match read_json::<Upload>(&self.store, &path).await? {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            _ => Err(s3_error!(
+                NoSuchUpload,
+                "The specified upload does not exist"
+            )),
+        }
+    }
+}
+
+fn meta_root(bucket: &str) -> S3Result<ObjectPath> {
+    ObjectPath::from_segments(["s3.meta", bucket]).map_err(|e| s3_error!(InvalidBucketName, "{e}"))
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Upload {
+    bucket: String,
+    key: String,
+    initiated_unix: u64,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+/// A stored part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartInfo {
+    /// Hex MD5.
+    etag: String,
+    size: u64,
+    modified_unix: u64,
+    #[serde(default)]
+    checksums: Checksums,
+}
+
+fn quoted(etag: &str) -> ETag {
+    ETag::Strong(etag.to_owned())
+}
+
+fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
+    m.map(|m| m.into_iter().collect()).unwrap_or_default()
+}
+
+fn unix(t: SystemTime) -> u64 {
+    crate::util::unix_secs(t)
+}
+
+fn from_unix(s: u64) -> Timestamp {
+    Timestamp::from(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+}
+
+/// `If-Match` / `If-None-Match` on reads.
+fn preconditions(
+    etag: &str,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(t) => t.value() == etag,
+    };
+    if if_match.is_some_and(|c| !matches(c)) {
+        return Err(s3_error!(PreconditionFailed));
+    }
+    if if_none_match.is_some_and(matches) {
+        let mut e = S3Error::new(S3ErrorCode::NotModified);
+        e.set_status_code(http::StatusCode::NOT_MODIFIED);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn checksums_into<T>(c: &Checksums, set: impl FnOnce(Checksums) -> T) -> T {
+    set(c.clone())
+}
+
+#[async_trait::async_trait]
+impl S3 for TandemS3 {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        if self.create_bucket_dir(&req.input.bucket).await? {
+            Ok(S3Response::new(CreateBucketOutput {
+                location: Some(format!("/{}", req.input.bucket)),
+            }))
+        } else {
+            Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Your previous request to create the named bucket succeeded and you already own it."
+            ))
+        }
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.bucket_exists(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.bucket_exists(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let bucket = &req.input.bucket;
+        self.bucket_exists(bucket).await?;
+        if !objects::walk(&self.store, bucket, "").await?.is_empty() {
+            return Err(s3_error!(
+                BucketNotEmpty,
+                "The bucket you tried to delete is not empty"
+            ));
+        }
+        self.remove_bucket_tree(bucket).await?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let who = self.principal(&req)?;
+        let root = bucket_path("x")?
+            .parent()
+            .ok_or_else(|| s3_error!(InternalError))?;
+        let children = match self.store.list(&root).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(store_err(e)),
+        };
+        let buckets = children
+            .into_iter()
+            .filter(|(name, _)| who.can_read(name))
+            .filter_map(|(name, e)| match e {
+                Entry::Collection { modified, .. } => Some(Bucket {
+                    name: Some(name),
+                    creation_date: Some(Timestamp::from(modified)),
+                    ..Default::default()
+                }),
+                Entry::Object(_) => None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some("tandem".into()),
+                id: Some("tandem".into()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        let paths = object_paths(&input.bucket, &input.key)?;
+        let expected = Expected {
+            content_md5: input.content_md5,
+            checksums: Checksums {
+                crc32: input.checksum_crc32,
+                crc32c: input.checksum_crc32c,
+                sha1: input.checksum_sha1,
+                sha256: input.checksum_sha256,
+                crc64nvme: input.checksum_crc64nvme,
+            },
+            algorithm: input.checksum_algorithm,
+            content_length: input.content_length,
+        };
+        let body = input.body.unwrap_or_else(|| {
+            StreamingBlob::wrap(futures_util::stream::empty::<
+                Result<bytes::Bytes, std::io::Error>,
+            >())
+        });
+        let received = objects::receive(&self.store, &paths.data, body, expected, trailers).await?;
+        let etag = hex(&received.md5);
+        let info = self
+            .publish(
+                &paths,
+                received,
+                etag,
+                input.content_type.map(|c| c.to_string()),
+                user_metadata(input.metadata),
+            )
+            .await?;
+        let c = info.checksums;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(quoted(&info.etag)),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_crc64nvme: c.crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        let paths = object_paths(&input.bucket, &input.key)?;
+        let (info, modified) = self.info(&paths).await?;
+        preconditions(
+            &info.etag,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+        )?;
+        let range =
+            match &input.range {
+                None => None,
+                Some(r) => Some(r.check(info.size).map_err(|_| {
+                    s3_error!(InvalidRange, "The requested range is not satisfiable")
+                })?),
+            };
+        let (meta, stream) = self
+            .store
+            .get(&paths.data, range.clone())
+            .await
+            .map_err(store_err)?;
+        let span = range.clone().unwrap_or(0..meta.size);
+        let len = span.end - span.start;
+        let body = sync_wrapper::SyncStream::new(stream);
+        let whole = range.is_none();
+        let c = if whole && input.checksum_mode.is_some() {
+            info.checksums.clone()
+        } else {
+            Checksums::default()
+        };
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: i64::try_from(len).ok(),
+            content_range: range.map(|r| {
+                format!(
+                    "bytes {}-{}/{}",
+                    r.start,
+                    r.end.saturating_sub(1),
+                    meta.size
+                )
+            }),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(quoted(&info.etag)),
+            last_modified: Some(Timestamp::from(modified)),
+            content_type: info.content_type.clone(),
+            metadata: (!info.metadata.is_empty())
+                .then(|| info.metadata.clone().into_iter().collect()),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_crc64nvme: c.crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        let paths = object_paths(&input.bucket, &input.key)?;
+        let (info, modified) = self.info(&paths).await?;
+        preconditions(
+            &info.etag,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+        )?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: i64::try_from(info.size).ok(),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(quoted(&info.etag)),
+            last_modified: Some(Timestamp::from(modified)),
+            content_type: info.content_type,
+            metadata: (!info.metadata.is_empty()).then(|| info.metadata.into_iter().collect()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        delete_one(&self.store, &input.bucket, &input.key).await?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "DeleteObjects takes at most 1000 keys"
+            ));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for obj in input.delete.objects {
+            match delete_one(&self.store, &input.bucket, &obj.key).await {
+                Ok(()) => {
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            key: Some(obj.key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_owned()),
+                    key: Some(obj.key),
+                    message: e.message().map(str::to_owned),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let who = self.principal(&req)?;
+        let input = req.input;
+        let (src_bucket, src_key) = match &input.copy_source {
+            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Access point copy sources are not supported"
+                ));
+            }
+        };
+        if !who.can_read(&src_bucket) {
+            return Err(s3_error!(AccessDenied, "This key may not read the source"));
+        }
+        self.bucket_exists(&src_bucket).await?;
+        self.bucket_exists(&input.bucket).await?;
+        let src = object_paths(&src_bucket, &src_key)?;
+        let dst = object_paths(&input.bucket, &input.key)?;
+        let (src_info, _) = self.info(&src).await?;
+        let (_, stream) = self.store.get(&src.data, None).await.map_err(store_err)?;
+        let expected = Expected {
+            content_length: i64::try_from(src_info.size).ok(),
+            ..Default::default()
+        };
+        let received = objects::receive(&self.store, &dst.data, stream, expected, None).await?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let (content_type, metadata) = if replace {
+            (
+                input.content_type.map(|c| c.to_string()),
+                user_metadata(input.metadata),
+            )
+        } else {
+            (src_info.content_type, src_info.metadata)
+        };
+        let etag = hex(&received.md5);
+        let info = self
+            .publish(&dst, received, etag, content_type, metadata)
+            .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(quoted(&info.etag)),
+                last_modified: Some(Timestamp::from(SystemTime::now())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max_keys = match input.max_keys {
+            None => 1000,
+            Some(n) if n < 0 => {
+                return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
+            }
+            Some(n) => usize::try_from(n).unwrap_or(1000).min(1000),
+        };
+        let after = match &input.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => input.start_after.clone(),
+        };
+        let all = objects::walk(&self.store, &input.bucket, &prefix).await?;
+        let page = objects::page(
+            all,
+            &prefix,
+            input.delimiter.as_deref(),
+            after.as_deref(),
+            max_keys,
+        );
+        let bucket = &input.bucket;
+        let metas = futures_util::stream::iter(page.objects)
+            .then(|o| async move {
+                let etag = match object_paths(bucket, &o.key) {
+                    Ok(p) => self.info(&p).await.map(|(i, _)| i.etag).ok(),
+                    Err(_) => None,
+                };
+                Object {
+                    key: Some(o.key),
+                    size: i64::try_from(o.size).ok(),
+                    last_modified: Some(Timestamp::from(o.modified)),
+                    e_tag: etag.as_deref().map(quoted),
+                    storage_class: Some(ObjectStorageClass::from_static(
+                        ObjectStorageClass::STANDARD,
+                    )),
+                    ..Default::default()
+                }
+            })
+            .collect::<Vec<_>>()
+            .await;
+        let key_count = metas.len() + page.prefixes.len();
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket.clone()),
+            prefix: Some(prefix),
+            delimiter: input.delimiter.clone(),
+            max_keys: i32::try_from(max_keys).ok(),
+            key_count: i32::try_from(key_count).ok(),
+            is_truncated: Some(page.next.is_some()),
+            continuation_token: input.continuation_token.clone(),
+            next_continuation_token: page.next.as_deref().map(encode_token),
+            start_after: input.start_after.clone(),
+            encoding_type: input.encoding_type.clone(),
+            contents: Some(metas),
+            common_prefixes: Some(
+                page.prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        object_paths(&input.bucket, &input.key)?;
+        let upload_id = crate::util::random_token(32)
+            .map_err(|e| s3_error!(InternalError, "random source: {e}"))?;
+        let upload = Upload {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            initiated_unix: unix(SystemTime::now()),
+            content_type: input.content_type.map(|c| c.to_string()),
+            metadata: user_metadata(input.metadata),
+        };
+        let path = Self::upload_dir(&upload_id)?
+            .join("upload.json")
+            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        write_json(&self.store, &path, &upload).await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            checksum_algorithm: input.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        self.upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let dir = Self::upload_dir(&input.upload_id)?;
+        let n = input.part_number;
+        let data = dir
+            .join(&format!("{n:05}.part"))
+            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let meta = dir
+            .join(&format!("{n:05}.json"))
+            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let expected = Expected {
+            content_md5: input.content_md5,
+            checksums: Checksums {
+                crc32: input.checksum_crc32,
+                crc32c: input.checksum_crc32c,
+                sha1: input.checksum_sha1,
+                sha256: input.checksum_sha256,
+                crc64nvme: input.checksum_crc64nvme,
+            },
+            algorithm: input.checksum_algorithm,
+            content_length: input.content_length,
+        };
+        let body = input
+            .body
+            .ok_or_else(|| s3_error!(IncompleteBody, "UploadPart needs a body"))?;
+        let received = objects::receive(&self.store, &data, body, expected, trailers).await?;
+        let etag = hex(&received.md5);
+        let size = received.size;
+        let checksums = received.checksums.clone();
+        received.staged.commit().await.map_err(store_err)?;
+        let part = PartInfo {
+            etag: etag.clone(),
+            size,
+            modified_unix: unix(SystemTime::now()),
+            checksums: checksums.clone(),
+        };
+        write_json(&self.store, &meta, &part).await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(quoted(&etag)),
+            checksum_crc32: checksums.crc32,
+            checksum_crc32c: checksums.crc32c,
+            checksum_sha1: checksums.sha1,
+            checksum_sha256: checksums.sha256,
+            checksum_crc64nvme: checksums.crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let upload = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let dir = Self::upload_dir(&input.upload_id)?;
+        let wanted = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if wanted.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "CompleteMultipartUpload names no parts"
+            ));
+        }
+        let mut parts = Vec::with_capacity(wanted.len());
+        let mut prev = 0;
+        for p in &wanted {
+            let n = p.part_number.unwrap_or(0);
+            if n <= prev {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "The list of parts was not in ascending order"
+                ));
+            }
+            prev = n;
+            let meta = dir
+                .join(&format!("{n:05}.json"))
+                .map_err(|e| s3_error!(InternalError, "{e}"))?;
+            let info: PartInfo = read_json(&self.store, &meta)
+                .await?
+                .ok_or_else(|| s3_error!(InvalidPart, "Part {n} was not uploaded"))?;
+            if p.e_tag.as_ref().is_some_and(|t| t.value() != info.etag) {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "Part {n}'s ETag does not match the uploaded part"
+                ));
+            }
+            parts.push((n, info));
+        }
+        let last = parts.len() - 1;
+        if let Some((n, _)) = parts
+            .iter()
+            .take(last)
+            .find(|(_, info)| info.size < MIN_PART)
+        {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "Part {n} is smaller than the 5 MiB minimum for all but the last part"
+            ));
+        }
+        let paths = object_paths(&input.bucket, &input.key)?;
+        let mut whole_md5 = Md5::new();
+        let mut total = 0u64;
+        for (_, info) in &parts {
+            let raw = decode_hex(&info.etag).ok_or_else(|| s3_error!(InternalError))?;
+            whole_md5.update(&raw);
+            total += info.size;
+        }
+        // Concatenate the parts into one staged write: nothing is visible
+        // until it is whole.
+        let mut staged = self
+            .store
+            .begin_put(&paths.data, tandem_store::Parents::Create)
+            .await
+            .map_err(store_err)?;
+        for (n, _) in &parts {
+            let path = dir
+                .join(&format!("{n:05}.part"))
+                .map_err(|e| s3_error!(InternalError, "{e}"))?;
+            let (_, mut stream) = self.store.get(&path, None).await.map_err(store_err)?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| store_err(StoreError::from_io("read", &path, e)))?;
+                staged.write(chunk).await.map_err(store_err)?;
+            }
+        }
+        if staged.written() != total {
+            return Err(s3_error!(
+                InternalError,
+                "The stored parts changed while the upload was completed"
+            ));
+        }
+        let received = Received {
+            staged,
+            md5: [0; 16],
+            size: total,
+            // A multipart object has no whole-object checksum of the kinds
+            // a single PUT carries.
+            checksums: Checksums::default(),
+        };
+        let etag = format!("{}-{}", hex(&whole_md5.finalize()), parts.len());
+        let info = self
+            .publish(&paths, received, etag, upload.content_type, upload.metadata)
+            .await?;
+        if let Err(e) = self.store.delete(&dir).await {
+            tracing::warn!(upload = %input.upload_id, error = %e, "completed upload's parts not removed");
+        }
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(quoted(&info.etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        self.upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        self.store
+            .delete(&Self::upload_dir(&input.upload_id)?)
+            .await
+            .map_err(store_err)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        self.upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let dir = Self::upload_dir(&input.upload_id)?;
+        let marker = input.part_number_marker.unwrap_or(0);
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000);
+        let mut parts = Vec::new();
+        for (name, _) in self.store.list(&dir).await.map_err(store_err)? {
+            let Some(n) = name
+                .strip_suffix(".json")
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if n <= marker {
+                continue;
+            }
+            let path = dir
+                .join(&name)
+                .map_err(|e| s3_error!(InternalError, "{e}"))?;
+            if let Some(info) = read_json::<PartInfo>(&self.store, &path).await? {
+                parts.push((n, info));
+            }
+        }
+        parts.sort_by_key(|(n, _)| *n);
+        let truncated = parts.len() > usize::try_from(max).unwrap_or(0);
+        parts.truncate(usize::try_from(max).unwrap_or(0));
+        let next = parts.last().map(|(n, _)| *n);
+        let parts = parts
+            .into_iter()
+            .map(|(n, info)| {
+                checksums_into(&info.checksums, |c| Part {
+                    part_number: Some(n),
+                    e_tag: Some(quoted(&info.etag)),
+                    size: i64::try_from(info.size).ok(),
+                    last_modified: Some(from_unix(info.modified_unix)),
+                    checksum_crc32: c.crc32,
+                    checksum_crc32c: c.crc32c,
+                    checksum_sha1: c.sha1,
+                    checksum_sha256: c.sha256,
+                    checksum_crc64nvme: c.crc64nvme,
+                })
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: Some(marker),
+            next_part_number_marker: if truncated { next } else { None },
+            max_parts: Some(max),
+            is_truncated: Some(truncated),
+            parts: Some(parts),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        let root =
+            ObjectPath::from_segments([UPLOADS]).map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let ids = match self.store.list(&root).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(store_err(e)),
+        };
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let mut uploads = Vec::new();
+        for (id, _) in ids {
+            let Ok(path) = root.join(&id).and_then(|d| d.join("upload.json")) else {
+                continue;
+            };
+            let Some(u) = read_json::<Upload>(&self.store, &path).await? else {
+                continue;
+            };
+            if u.bucket == input.bucket && u.key.starts_with(&prefix) {
+                uploads.push(MultipartUpload {
+                    key: Some(u.key),
+                    upload_id: Some(id),
+                    initiated: Some(from_unix(u.initiated_unix)),
+                    ..Default::default()
+                });
+            }
+        }
+        uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            max_uploads: Some(1000),
+            is_truncated: Some(false),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+}
+
+async fn delete_one(store: &Arc<dyn Store>, bucket: &str, key: &str) -> S3Result<()> {
+    let paths = object_paths(bucket, key)?;
+    let data_root = bucket_path(bucket)?;
+    let meta_root = meta_root(bucket)?;
+    // A directory is not an object: deleting "a" when only "a/b" exists
+    // removes nothing, as in S3.
+    if let Ok(Some(Entry::Collection { .. })) = store.stat(&paths.data).await {
+        return Ok(());
+    }
+    objects::delete_and_prune(store, &paths.data, &data_root).await?;
+    objects::delete_and_prune(store, &paths.meta, &meta_root).await?;
+    Ok(())
+}
+
+/// Continuation tokens are the last key returned, hex-encoded so that any
+/// key survives XML and URLs unchanged.
+fn encode_token(key: &str) -> String {
+    hex(key.as_bytes())
+}
+
+fn decode_token(t: &str) -> S3Result<String> {
+    decode_hex(t)
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
