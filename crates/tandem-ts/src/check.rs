@@ -1,7 +1,8 @@
 //! Is one transport stream file whole, cut short, or damaged?
 //!
 //! An archive file is judged on its own bytes, because that is all a bucket
-//! holds: the size must be a whole number of 188-byte packets, every packet
+//! holds: the size must be a whole number of 188-byte packets (or of
+//! 192-byte BDAV packets, which `.m2ts` files from ffmpeg carry), every packet
 //! must start with the sync byte and none may carry
 //! `transport_error_indicator`, the PAT and a PMT it names must be present
 //! and pass their CRC_32, each PID's `continuity_counter` must run without
@@ -35,6 +36,44 @@ use timeline::{Step, Timeline};
 
 /// Size of a transport stream packet (ISO/IEC 13818-1 §2.4.3.2).
 pub const PACKET_SIZE: usize = Packet::SIZE;
+
+/// Bytes looked at to tell 188-byte packets from 192-byte ones.
+const DETECT_LEN: usize = 2 * 192;
+
+/// How packets sit in the file: plain 188-byte packets, or 192-byte BDAV
+/// (`.m2ts`) packets, each a 4-byte arrival time code and a 188-byte
+/// packet. ffmpeg writes the latter for any file name ending in `.m2ts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Framing {
+    #[default]
+    Ts,
+    Bdav,
+}
+
+impl Framing {
+    fn detect(head: &[u8]) -> Self {
+        let sync = |i: usize| head.get(i) == Some(&0x47);
+        if sync(4) && sync(196) && !(sync(0) && sync(188)) {
+            Self::Bdav
+        } else {
+            Self::Ts
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Self::Ts => PACKET_SIZE,
+            Self::Bdav => PACKET_SIZE + 4,
+        }
+    }
+
+    fn prefix(self) -> usize {
+        match self {
+            Self::Ts => 0,
+            Self::Bdav => 4,
+        }
+    }
+}
 
 /// Null packets (PID 0x1FFF) are stuffing: no counter, no content.
 const NULL_PID: u16 = 0x1fff;
@@ -310,6 +349,8 @@ pub struct TsCheck {
 /// verdict. Memory stays bounded by the number of PIDs, whatever the file size.
 #[derive(Debug, Default)]
 pub struct TsChecker {
+    /// Decided from the first bytes.
+    framing: Option<Framing>,
     carry: Vec<u8>,
     packets: u64,
     problems: Vec<Problem>,
@@ -331,29 +372,61 @@ impl TsChecker {
     }
 
     /// Feeds the next bytes of the file.
-    pub fn push(&mut self, mut bytes: &[u8]) {
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.framing.is_none() {
+            self.carry.extend_from_slice(bytes);
+            if self.carry.len() < DETECT_LEN {
+                return;
+            }
+            self.frame_carry();
+            return;
+        }
+        self.push_framed(bytes);
+    }
+
+    /// Decides the packet framing from the bytes held so far, then checks
+    /// them.
+    fn frame_carry(&mut self) {
+        self.framing = Some(Framing::detect(&self.carry));
+        let held = std::mem::take(&mut self.carry);
+        self.push_framed(&held);
+    }
+
+    fn push_framed(&mut self, mut bytes: &[u8]) {
+        let size = self.framing.unwrap_or_default().size();
         if !self.carry.is_empty() {
-            let wanted = PACKET_SIZE.saturating_sub(self.carry.len());
+            let wanted = size.saturating_sub(self.carry.len());
             let (head, tail) = bytes.split_at(wanted.min(bytes.len()));
             self.carry.extend_from_slice(head);
             bytes = tail;
-            if self.carry.len() < PACKET_SIZE {
+            if self.carry.len() < size {
                 return;
             }
             let packet = std::mem::take(&mut self.carry);
-            self.on_packet(&packet);
+            self.on_framed(&packet);
             self.carry = packet;
             self.carry.clear();
         }
-        let mut chunks = bytes.chunks_exact(PACKET_SIZE);
+        let mut chunks = bytes.chunks_exact(size);
         for packet in &mut chunks {
-            self.on_packet(packet);
+            self.on_framed(packet);
         }
         self.carry.extend_from_slice(chunks.remainder());
     }
 
+    /// Strips a BDAV time code, then checks the 188-byte packet.
+    fn on_framed(&mut self, framed: &[u8]) {
+        let skip = self.framing.unwrap_or_default().prefix();
+        if let Some(packet) = framed.get(skip..) {
+            self.on_packet(packet);
+        }
+    }
+
     /// The verdict on all the bytes pushed.
     pub fn finish(mut self) -> TsCheck {
+        if self.framing.is_none() {
+            self.frame_carry();
+        }
         let cut = !self.carry.is_empty();
         if self.packets == 0 && !cut {
             self.note(Problem::Empty, false);
@@ -416,7 +489,7 @@ impl TsChecker {
     }
 
     fn byte_offset(&self, packet: u64) -> u64 {
-        packet.saturating_mul(PACKET_SIZE as u64)
+        packet.saturating_mul(self.framing.unwrap_or_default().size() as u64)
     }
 
     fn note(&mut self, problem: Problem, corrupt: bool) {

@@ -9,54 +9,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{Tandem, pattern, peer, python_module, run};
-
-struct Aws<'a> {
-    endpoint: &'a str,
-    key: (String, String),
-}
-
-impl Aws<'_> {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("aws");
-        c.args(["--endpoint-url", self.endpoint]).args(args);
-        if args.first() == Some(&"s3") {
-            c.arg("--only-show-errors");
-        }
-        c.env("AWS_ACCESS_KEY_ID", &self.key.0)
-            .env("AWS_SECRET_ACCESS_KEY", &self.key.1)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = run(&mut self.cmd(args));
-        assert!(ok, "aws {args:?} failed: {err}");
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["--output", "json"]);
-        let out = self.ok(&all);
-        if out.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&out).unwrap()
-        }
-    }
-}
-
-fn keys(archive: &serde_json::Value, pipeline: usize) -> (String, String) {
-    let d = &archive["destinations"][pipeline];
-    (
-        d["access_key_id"].as_str().unwrap().to_owned(),
-        d["secret_access_key"].as_str().unwrap().to_owned(),
-    )
-}
+use support::{Aws, Tandem, archive_keys as keys, pattern, peer, python_module, run};
 
 fn stored(t: &Tandem, bucket: &str, key: &str) -> Option<Vec<u8>> {
     std::fs::read(t.data.join("objects/s3.buckets").join(bucket).join(key)).ok()

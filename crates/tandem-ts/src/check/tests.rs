@@ -391,3 +391,43 @@ proptest! {
         prop_assert_eq!(check.state, expected, "{:?}", check.problems);
     }
 }
+
+/// The fixture as a BDAV `.m2ts` file: a 4-byte arrival time code before
+/// each packet, as ffmpeg writes for `.m2ts` names.
+fn as_bdav(ts: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, p) in ts.chunks(188).enumerate() {
+        out.extend_from_slice(&u32::try_from(i * 1000).unwrap().to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+#[test]
+fn bdav_m2ts_packets_are_checked_like_plain_ones() {
+    let plain = check_ts(SEGMENT);
+    let bdav = as_bdav(SEGMENT);
+    let check = check_ts(&bdav);
+    assert_eq!(check.problems, vec![]);
+    assert_eq!(check.state, TsState::Whole);
+    assert_eq!(
+        (check.duration, check.packets),
+        (plain.duration, plain.packets)
+    );
+    // Pieces of any size agree with one call.
+    let mut pieces = TsChecker::new();
+    for chunk in bdav.chunks(100) {
+        pieces.push(chunk);
+    }
+    assert_eq!(pieces.finish(), check);
+    // Cut mid-packet: truncated, at a 192-byte boundary.
+    let cut = check_ts(&bdav[..192 * 10 + 50]);
+    assert_eq!(cut.state, TsState::Truncated);
+    assert_eq!(cut.problems.first().and_then(Problem::offset), Some(1920));
+    // A flipped sync byte in packet 5 is found at its BDAV offset.
+    let mut bad = bdav.clone();
+    bad[192 * 5 + 4] = 0x46;
+    let bad = check_ts(&bad);
+    assert_eq!(bad.state, TsState::Corrupt);
+    assert_eq!(bad.problems.first().and_then(Problem::offset), Some(960));
+}

@@ -315,3 +315,53 @@ pub fn make_source(dir: &Path, secs: u32) -> PathBuf {
     assert!(ok, "{err}");
     src
 }
+
+/// The AWS CLI against one endpoint with one key pair, isolated from the
+/// machine's AWS configuration.
+pub struct Aws<'a> {
+    pub endpoint: &'a str,
+    pub key: (String, String),
+}
+
+impl Aws<'_> {
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("aws");
+        c.args(["--endpoint-url", self.endpoint]).args(args);
+        if args.first() == Some(&"s3") {
+            c.arg("--only-show-errors");
+        }
+        c.env("AWS_ACCESS_KEY_ID", &self.key.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.key.1)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+        c
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = run(&mut self.cmd(args));
+        assert!(ok, "aws {args:?} failed: {err}");
+        out
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.ok(&all);
+        if out.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&out).unwrap()
+        }
+    }
+}
+
+/// An archive pair's key pair for `pipeline`, from the API's JSON.
+pub fn archive_keys(archive: &serde_json::Value, pipeline: usize) -> (String, String) {
+    let d = &archive["destinations"][pipeline];
+    (
+        d["access_key_id"].as_str().unwrap().to_owned(),
+        d["secret_access_key"].as_str().unwrap().to_owned(),
+    )
+}
