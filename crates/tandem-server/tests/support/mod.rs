@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The S3 listener.
+    pub s3: SocketAddr,
     pub state: Arc<AppState>,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -47,6 +49,7 @@ impl TestServer {
             .await
             .unwrap();
         let addr = server.local_addr().unwrap();
+        let s3 = server.s3_addr().unwrap_or(addr);
         let state = server.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(server.run(async move {
@@ -54,6 +57,7 @@ impl TestServer {
         }));
         Self {
             addr,
+            s3,
             state,
             dir,
             stop: Some(tx),
@@ -97,10 +101,19 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Resp {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
+        self.send_to(self.addr, method, path, headers, body).await
+    }
+
+    /// One request to `addr` (the main or the S3 listener).
+    pub async fn send_to(
+        &self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -110,7 +123,7 @@ impl TestServer {
             head.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
-        let mut s = self.connect().await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(head.as_bytes()).await.unwrap();
         s.write_all(body).await.unwrap();
         read_response(&mut s, method == "HEAD").await

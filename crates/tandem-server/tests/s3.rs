@@ -1,0 +1,518 @@
+//! The S3 listener on the wire: interrupted uploads publish nothing, and
+//! every kind of bad input gets S3's status and error code in an XML body.
+//! Requests are signed with `aws-sigv4`, an independent SigV4 signer.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use support::{Resp, TestServer, read_response};
+use tandem_core::{ArchiveId, Pipeline};
+use tokio::io::AsyncWriteExt;
+
+/// Header or query pairs.
+type Pairs = Vec<(String, String)>;
+
+struct Signer {
+    key: (String, String),
+    region: String,
+}
+
+impl Signer {
+    fn settings() -> SigningSettings {
+        let mut s = SigningSettings::default();
+        s.percent_encoding_mode = PercentEncodingMode::Single;
+        s.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        s.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+        s
+    }
+
+    /// Headers that sign `method url` with an unsigned payload.
+    fn headers(&self, method: &str, url: &str, host: &str) -> Vec<(String, String)> {
+        self.sign(method, url, host, Self::settings(), SystemTime::now())
+            .0
+    }
+
+    /// A presigned URL, signed at `time`, valid for `expires`.
+    fn presign(
+        &self,
+        method: &str,
+        url: &str,
+        host: &str,
+        time: SystemTime,
+        expires: u64,
+    ) -> String {
+        let mut s = Self::settings();
+        s.signature_location = SignatureLocation::QueryParams;
+        s.expires_in = Some(Duration::from_secs(expires));
+        let (_, params) = self.sign(method, url, host, s, time);
+        let q: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent(v)))
+            .collect();
+        format!("{url}?{}", q.join("&"))
+    }
+
+    fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        host: &str,
+        settings: SigningSettings,
+        time: SystemTime,
+    ) -> (Pairs, Pairs) {
+        let identity = Credentials::new(&self.key.0, &self.key.1, None, None, "test").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(time)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let req = SignableRequest::new(
+            method,
+            url,
+            [("host", host)].into_iter(),
+            SignableBody::UnsignedPayload,
+        )
+        .unwrap();
+        let (instr, _) = sign(req, &params).unwrap().into_parts();
+        let headers = instr
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let params = instr
+            .params()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+            .collect();
+        (headers, params)
+    }
+}
+
+fn percent(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+struct S3 {
+    srv: TestServer,
+    signer: Signer,
+}
+
+impl S3 {
+    async fn start() -> Self {
+        let srv = TestServer::start(|_| {}).await;
+        let id = ArchiveId::parse("news").unwrap();
+        let spec = srv
+            .state
+            .create_archive(&id, SystemTime::now(), Some(10))
+            .await
+            .unwrap();
+        let k = spec.keys(Pipeline::P0);
+        let signer = Signer {
+            key: (k.access_key_id.clone(), k.secret_access_key.clone()),
+            region: "us-east-1".into(),
+        };
+        Self { srv, signer }
+    }
+
+    fn host(&self) -> String {
+        self.srv.s3.to_string()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.host())
+    }
+
+    /// Writes a signed request head announcing `len` body bytes, then
+    /// `body` (which may be shorter), and either reads the answer or, when
+    /// `cut`, closes the connection.
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        len: usize,
+        body: &[u8],
+        cut: bool,
+    ) -> Option<Resp> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {len}\r\n",
+            self.host()
+        );
+        for (k, v) in self.signer.headers(method, &self.url(path), &self.host()) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut s = tokio::net::TcpStream::connect(self.srv.s3).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        if cut {
+            s.shutdown().await.unwrap();
+            drop(s);
+            return None;
+        }
+        Some(read_response(&mut s, method == "HEAD").await)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: &[u8]) -> Resp {
+        self.raw(method, path, body.len(), body, false)
+            .await
+            .unwrap()
+    }
+
+    fn listed_keys(xml: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(xml);
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn code(r: &Resp) -> String {
+    let text = String::from_utf8_lossy(&r.body);
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|s| s.split("</Code>").next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_interrupted_put_object_publishes_nothing_and_keeps_the_previous_version() {
+    let s3 = S3::start().await;
+    let v1 = vec![1u8; 100_000];
+    assert_eq!(s3.call("PUT", "/news-0/a/seg.ts", &v1).await.status, 200);
+    // Version 2 announces 1 MB and sends 300 KB before the client goes away.
+    let v2 = vec![2u8; 300_000];
+    assert!(
+        s3.raw("PUT", "/news-0/a/seg.ts", 1_000_000, &v2, true)
+            .await
+            .is_none()
+    );
+    // A brand-new key cut off the same way.
+    assert!(
+        s3.raw("PUT", "/news-0/a/new.ts", 1_000_000, &v2, true)
+            .await
+            .is_none()
+    );
+    let disk = s3.srv.dir.path().join("objects/s3.buckets/news-0/a");
+    assert!(
+        s3.srv.eventually(|| s3.srv.staged_files() == 0).await,
+        "a staged file was left behind"
+    );
+    assert_eq!(std::fs::read(disk.join("seg.ts")).unwrap(), v1);
+    assert!(!disk.join("new.ts").exists());
+    let got = s3.call("GET", "/news-0/a/seg.ts", b"").await;
+    assert_eq!((got.status, got.body == v1), (200, true));
+    let list = s3.call("GET", "/news-0?list-type=2", b"").await;
+    assert_eq!(S3::listed_keys(&list.body), ["a/seg.ts"]);
+}
+
+#[tokio::test]
+async fn an_unfinished_multipart_upload_is_invisible_until_completed() {
+    let s3 = S3::start().await;
+    let created = s3.call("POST", "/news-0/big.ts?uploads", b"").await;
+    assert_eq!(created.status, 200);
+    let text = String::from_utf8_lossy(&created.body).into_owned();
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|s| s.split("</UploadId>").next())
+        .unwrap()
+        .to_owned();
+    let part1 = vec![7u8; 5 * 1024 * 1024];
+    let up = s3
+        .call(
+            "PUT",
+            &format!("/news-0/big.ts?partNumber=1&uploadId={id}"),
+            &part1,
+        )
+        .await;
+    assert_eq!(up.status, 200);
+    // Part 2 is cut off mid-body.
+    assert!(
+        s3.raw(
+            "PUT",
+            &format!("/news-0/big.ts?partNumber=2&uploadId={id}"),
+            1_000_000,
+            &[8u8; 1000],
+            true
+        )
+        .await
+        .is_none()
+    );
+    let list = s3.call("GET", "/news-0?list-type=2", b"").await;
+    assert_eq!(S3::listed_keys(&list.body), Vec::<String>::new());
+    assert!(
+        !s3.srv
+            .dir
+            .path()
+            .join("objects/s3.buckets/news-0/big.ts")
+            .exists()
+    );
+    assert_eq!(s3.call("GET", "/news-0/big.ts", b"").await.status, 404);
+    // Completing with the part that did not arrive is refused, and still
+    // nothing is visible.
+    let etag1 = up.header("etag").unwrap().to_owned();
+    let xml = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag1}</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\"00\"</ETag></Part></CompleteMultipartUpload>"
+    );
+    let bad = s3
+        .call(
+            "POST",
+            &format!("/news-0/big.ts?uploadId={id}"),
+            xml.as_bytes(),
+        )
+        .await;
+    assert_eq!((bad.status, code(&bad).as_str()), (400, "InvalidPart"));
+    assert_eq!(s3.call("GET", "/news-0/big.ts", b"").await.status, 404);
+    // Aborted: gone from the upload list too.
+    assert_eq!(
+        s3.call("DELETE", &format!("/news-0/big.ts?uploadId={id}"), b"")
+            .await
+            .status,
+        204
+    );
+    let uploads = s3.call("GET", "/news-0?uploads", b"").await;
+    assert!(!String::from_utf8_lossy(&uploads.body).contains(&id));
+    // A completed upload is one object, bytes in part order.
+    let created = s3.call("POST", "/news-0/big.ts?uploads", b"").await;
+    let text = String::from_utf8_lossy(&created.body).into_owned();
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|s| s.split("</UploadId>").next())
+        .unwrap()
+        .to_owned();
+    let e1 = s3
+        .call(
+            "PUT",
+            &format!("/news-0/big.ts?partNumber=1&uploadId={id}"),
+            &part1,
+        )
+        .await;
+    let e2 = s3
+        .call(
+            "PUT",
+            &format!("/news-0/big.ts?partNumber=2&uploadId={id}"),
+            b"tail",
+        )
+        .await;
+    let xml = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part><Part><PartNumber>2</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
+        e1.header("etag").unwrap(),
+        e2.header("etag").unwrap()
+    );
+    let done = s3
+        .call(
+            "POST",
+            &format!("/news-0/big.ts?uploadId={id}"),
+            xml.as_bytes(),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    assert!(
+        String::from_utf8_lossy(&done.body).contains("-2&quot;</ETag>")
+            || String::from_utf8_lossy(&done.body).contains("-2\"</ETag>")
+    );
+    let mut want = part1.clone();
+    want.extend_from_slice(b"tail");
+    assert!(
+        std::fs::read(s3.srv.dir.path().join("objects/s3.buckets/news-0/big.ts")).unwrap() == want
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_s3_error_codes() {
+    let s3 = S3::start().await;
+    let host = s3.host();
+    // Anonymous.
+    let anon = s3
+        .srv
+        .send_to(s3.srv.s3, "GET", "/news-0?list-type=2", &[], b"")
+        .await;
+    assert_eq!((anon.status, code(&anon).as_str()), (403, "AccessDenied"));
+    // A signature made with the wrong secret.
+    let wrong = Signer {
+        key: (s3.signer.key.0.clone(), "not-the-secret".into()),
+        region: "us-east-1".into(),
+    };
+    let h = wrong.headers("GET", &s3.url("/news-0?list-type=2"), &host);
+    let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = s3
+        .srv
+        .send_to(s3.srv.s3, "GET", "/news-0?list-type=2", &hs, b"")
+        .await;
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (403, "SignatureDoesNotMatch")
+    );
+    // An unknown access key.
+    let stranger = Signer {
+        key: ("AKIDEXAMPLE".into(), "x".into()),
+        region: "us-east-1".into(),
+    };
+    let h = stranger.headers("GET", &s3.url("/news-0?list-type=2"), &host);
+    let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = s3
+        .srv
+        .send_to(s3.srv.s3, "GET", "/news-0?list-type=2", &hs, b"")
+        .await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "InvalidAccessKeyId"));
+    // The wrong region.
+    let elsewhere = Signer {
+        key: s3.signer.key.clone(),
+        region: "eu-west-1".into(),
+    };
+    let h = elsewhere.headers("GET", &s3.url("/news-0?list-type=2"), &host);
+    let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let r = s3
+        .srv
+        .send_to(s3.srv.s3, "GET", "/news-0?list-type=2", &hs, b"")
+        .await;
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (400, "AuthorizationHeaderMalformed")
+    );
+    // A presigned URL that expired an hour ago, and a fresh one.
+    assert_eq!(
+        s3.call("PUT", "/news-0/p.ts", b"presigned").await.status,
+        200
+    );
+    let old = s3.signer.presign(
+        "GET",
+        &s3.url("/news-0/p.ts"),
+        &host,
+        SystemTime::now() - Duration::from_secs(3600),
+        60,
+    );
+    let path = old.split_once(&host).unwrap().1.to_owned();
+    let r = s3.srv.send_to(s3.srv.s3, "GET", &path, &[], b"").await;
+    assert_eq!(
+        (r.status, code(&r).as_str()),
+        (403, "AccessDenied"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let fresh = s3
+        .signer
+        .presign("GET", &s3.url("/news-0/p.ts"), &host, SystemTime::now(), 60);
+    let path = fresh.split_once(&host).unwrap().1.to_owned();
+    let r = s3.srv.send_to(s3.srv.s3, "GET", &path, &[], b"").await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, b"presigned".as_slice())
+    );
+    // Malformed XML.
+    let r = s3
+        .call("POST", "/news-0?delete", b"<Delete><Object><Key>x</Key>")
+        .await;
+    assert_eq!((r.status, code(&r).as_str()), (400, "MalformedXML"));
+    // An unknown upload id.
+    let r = s3
+        .call(
+            "PUT",
+            "/news-0/x.ts?partNumber=1&uploadId=nosuchupload",
+            b"abc",
+        )
+        .await;
+    assert_eq!((r.status, code(&r).as_str()), (404, "NoSuchUpload"));
+    // A part larger than S3's 5 GiB limit is refused from its header.
+    let created = s3.call("POST", "/news-0/huge.ts?uploads", b"").await;
+    let text = String::from_utf8_lossy(&created.body).into_owned();
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|s| s.split("</UploadId>").next())
+        .unwrap()
+        .to_owned();
+    let r = s3
+        .raw(
+            "PUT",
+            &format!("/news-0/huge.ts?partNumber=1&uploadId={id}"),
+            6 * 1024 * 1024 * 1024,
+            b"",
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, code(&r).as_str()), (400, "EntityTooLarge"));
+    // Keys that cannot name a file.
+    for key in ["a/../b.ts", "a/%01b.ts", "a//b.ts"] {
+        let r = s3.call("PUT", &format!("/news-0/{key}"), b"x").await;
+        assert_eq!(
+            (r.status, code(&r).as_str()),
+            (400, "InvalidArgument"),
+            "{key}"
+        );
+    }
+    // Another pipeline's bucket.
+    let r = s3.call("PUT", "/news-1/x.ts", b"x").await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "AccessDenied"));
+    assert!(
+        !s3.srv
+            .dir
+            .path()
+            .join("objects/s3.buckets/news-1/x.ts")
+            .exists()
+    );
+    // A Content-MD5 that does not match the body.
+    let r = s3
+        .raw_with(
+            "PUT",
+            "/news-0/md5.ts",
+            &[("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==")],
+            b"not empty",
+        )
+        .await;
+    assert_eq!((r.status, code(&r).as_str()), (400, "BadDigest"));
+    assert!(
+        !s3.srv
+            .dir
+            .path()
+            .join("objects/s3.buckets/news-0/md5.ts")
+            .exists()
+    );
+    // Every error body is S3's XML.
+    assert!(String::from_utf8_lossy(&r.body).starts_with("<?xml"));
+}
+
+impl S3 {
+    async fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        let mut h: Vec<(String, String)> =
+            self.signer.headers(method, &self.url(path), &self.host());
+        h.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.srv.send_to(self.srv.s3, method, path, &hs, body).await
+    }
+}
