@@ -5,7 +5,9 @@
 //! - [`config`]: defaults, the TOML file.
 //! - [`auth`]: Digest and Basic for ingest.
 //! - [`ingest`]: `/in/{channel}/{pipeline}/…`, HTTP PUT and WebDAV.
-//! - [`api`]: `/api/v1/…`, channels.
+//! - [`api`]: `/api/v1/…`, channels and archive pairs.
+//! - [`s3`]: the S3 listener for archive pairs.
+//! - [`archive_watch`]: archive pairs checked as files arrive.
 //! - [`registry`]: the channel database and live channels.
 //! - [`serve`]: serving a stored object (Range, conditional requests).
 //! - [`output`]: `/out/{channel}/…`, the merged output, and its driver.
@@ -14,6 +16,7 @@
 //! - [`datadir`]: what lives where in the data directory.
 
 pub mod api;
+pub mod archive_watch;
 pub mod auth;
 pub mod config;
 pub mod datadir;
@@ -98,6 +101,8 @@ pub struct AppState {
     pub keys: Arc<s3::KeyRing>,
     /// The S3 operations over the store (also used by the archives API).
     pub s3: s3::TandemS3,
+    /// What the archive watch found, per archive pair.
+    pub archive_watches: archive_watch::ArchiveWatches,
 }
 
 impl AppState {
@@ -173,6 +178,7 @@ impl AppState {
             return Err(RegistryError::ArchiveNotFound(id.to_string()));
         }
         self.keys.remove_archive(id);
+        self.archive_watches.forget(id.as_str());
         for p in Pipeline::BOTH {
             if let Err(e) = self.s3.remove_bucket_tree(&id.bucket(p)).await {
                 tracing::warn!(archive = %id, error = %e, "archive deleted but its bucket was not");
@@ -327,6 +333,7 @@ impl Server {
             outputs,
             keys,
             s3,
+            archive_watches: Default::default(),
         });
         for spec in state.db.list_archives()? {
             let id = spec.archive_id().map_err(|e| RegistryError::Corrupt {
@@ -405,8 +412,10 @@ impl Server {
                 listener::serve(l, self.tls.clone(), svc, stopped(), grace).await;
             }
         };
+        let watch = tokio::spawn(archive_watch::run(self.state.clone()));
         let signal = async {
             shutdown.await;
+            watch.abort();
             let _ = stop_tx.send(true);
         };
         tokio::join!(main, s3, signal);

@@ -516,3 +516,90 @@ impl S3 {
         self.srv.send_to(self.srv.s3, method, path, &hs, body).await
     }
 }
+
+#[tokio::test]
+async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
+    let s3 = S3::start().await;
+    let seg = |i: usize| {
+        std::fs::read(format!(
+            "{}/../../testdata/ts/ffmpeg_segment_2s.{i:06}.ts",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let k1 = s3
+        .srv
+        .state
+        .db
+        .list_archives()
+        .unwrap()
+        .remove(0)
+        .keys(Pipeline::P1)
+        .clone();
+    let backup = Signer {
+        key: (k1.access_key_id, k1.secret_access_key),
+        region: "us-east-1".into(),
+    };
+    // Index 2 never arrives in either bucket; 0, 1 and 3 arrive in both.
+    for (index, fixture) in [(0, 0), (1, 1), (3, 2)] {
+        let path = format!("/news-0/live/a.{index:06}.ts");
+        assert_eq!(s3.call("PUT", &path, &seg(fixture)).await.status, 200);
+        let path = format!("/news-1/live/a.{index:06}.ts");
+        let r = s3
+            .raw_with_signer(&backup, "PUT", &path, &seg(fixture))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let id = ArchiveId::parse("news").unwrap();
+    let state = &s3.srv.state;
+    tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
+    tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
+    let events = state.archive_watches.events("news");
+    let raised: Vec<(u64, String, String)> = events
+        .iter()
+        .map(|e| {
+            let v = serde_json::to_value(e).unwrap();
+            (
+                v["index"].as_u64().unwrap(),
+                v["primary"].as_str().unwrap().to_owned(),
+                v["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        raised,
+        [(2, "missing".to_owned(), "index_uncovered".to_owned())]
+    );
+    let token = state.admin_token.clone();
+    let api = s3
+        .srv
+        .send(
+            "GET",
+            "/api/v1/archives/news/events",
+            &[("Authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+        .await;
+    assert_eq!(api.status, 200);
+    assert!(String::from_utf8_lossy(&api.body).contains("\"index\":2"));
+    let metrics = s3.srv.send("GET", "/metrics", &[], b"").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("tandem_archive_indexes_uncovered_total{archive=\"news\"} 1"),
+        "{text}"
+    );
+}
+
+impl S3 {
+    async fn raw_with_signer(
+        &self,
+        signer: &Signer,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Resp {
+        let h = signer.headers(method, &self.url(path), &self.host());
+        let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.srv.send_to(self.srv.s3, method, path, &hs, body).await
+    }
+}

@@ -5,6 +5,8 @@
 //! - `GET /api/v1/archives`, `GET /api/v1/archives/{id}`.
 //! - `DELETE /api/v1/archives/{id}`: removes the pair, its keys and both
 //!   buckets' contents.
+//! - `GET /api/v1/archives/{id}/events`: indexes the archive watch found
+//!   whole in neither bucket after their time.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -156,4 +158,21 @@ pub(super) async fn remove(
     st.delete_archive(&id).await?;
     tracing::info!(archive = %id, "archive pair deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn events(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let id = archive_id(&id)?;
+    if !st.db.list_archives()?.iter().any(|s| s.id == id.as_str()) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("archive {id} does not exist"),
+        ));
+    }
+    let events = st.archive_watches.events(id.as_str());
+    Ok(axum::Json(serde_json::json!({ "events": events })).into_response())
 }

@@ -252,4 +252,5 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/v1/archives/{id}",
             get(archives::show).delete(archives::remove),
         )
+        .route("/api/v1/archives/{id}/events", get(archives::events))
 }

@@ -62,6 +62,23 @@ impl TandemS3 {
         Ok(())
     }
 
+    /// Every object in a bucket, sorted by key (archive watch).
+    pub async fn list_objects(&self, bucket: &str) -> S3Result<Vec<objects::Listed>> {
+        objects::walk(&self.store, bucket, "").await
+    }
+
+    /// Reads an object through the MPEG-TS checker; `None` if it cannot be
+    /// read (gone since the listing).
+    pub async fn check_object(&self, bucket: &str, key: &str) -> Option<tandem_ts::TsCheck> {
+        let paths = object_paths(bucket, key).ok()?;
+        let (_, mut stream) = self.store.get(&paths.data, None).await.ok()?;
+        let mut checker = tandem_ts::TsChecker::new();
+        while let Some(chunk) = stream.next().await {
+            checker.push(&chunk.ok()?);
+        }
+        Some(checker.finish())
+    }
+
     async fn bucket_exists(&self, bucket: &str) -> S3Result<()> {
         match self.store.stat(&bucket_path(bucket)?).await {
             Ok(Some(Entry::Collection { .. })) => Ok(()),

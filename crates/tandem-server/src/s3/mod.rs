@@ -17,6 +17,8 @@
 pub mod backend;
 mod objects;
 
+pub use objects::Listed;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 

@@ -390,7 +390,7 @@ pub(super) async fn delete_and_prune(
 
 /// One object found by a bucket walk.
 #[derive(Debug, Clone)]
-pub(super) struct Listed {
+pub struct Listed {
     pub key: String,
     pub size: u64,
     pub modified: std::time::SystemTime,
