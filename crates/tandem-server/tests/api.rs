@@ -147,3 +147,67 @@ async fn show_reports_each_inputs_state_and_counters_and_delete_removes_the_chan
         "a deleted channel's objects are removed"
     );
 }
+
+#[tokio::test]
+async fn archive_pairs_are_created_listed_shown_and_deleted() {
+    let s = TestServer::start(|_| {}).await;
+    let auth = bearer(&s);
+    let h = [("Authorization", auth.as_str())];
+    assert_eq!(
+        s.send("POST", "/api/v1/archives", &[], br#"{"id":"news"}"#)
+            .await
+            .status,
+        401
+    );
+    let r = s
+        .send("POST", "/api/v1/archives", &h, br#"{"id":"news"}"#)
+        .await;
+    assert_eq!(r.status, 201);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let endpoint = format!("http://{}", s.s3);
+    for p in 0..2 {
+        let d = &v["destinations"][p];
+        assert_eq!(d["pipeline"], p);
+        assert_eq!(d["bucket"], format!("news-{p}"));
+        assert_eq!(d["url"], format!("s3://news-{p}/"));
+        assert_eq!(d["endpoint"], endpoint.as_str());
+        assert_eq!(d["region"], "us-east-1");
+        assert_eq!(d["access_key_id"].as_str().unwrap().len(), 20);
+        assert_eq!(d["secret_access_key"].as_str().unwrap().len(), 40);
+    }
+    // Both buckets exist at once.
+    assert!(s.dir.path().join("objects/s3.buckets/news-0").is_dir());
+    assert!(s.dir.path().join("objects/s3.buckets/news-1").is_dir());
+    let r = s
+        .send("POST", "/api/v1/archives", &h, br#"{"id":"news"}"#)
+        .await;
+    assert_eq!(r.status, 409);
+    let r = s
+        .send("POST", "/api/v1/archives", &h, br#"{"id":"News_1"}"#)
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("is invalid"));
+    let list: Value =
+        serde_json::from_slice(&s.send("GET", "/api/v1/archives", &h, b"").await.body).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let one = s.send("GET", "/api/v1/archives/news", &h, b"").await;
+    assert_eq!(serde_json::from_slice::<Value>(&one.body).unwrap(), v);
+    assert_eq!(
+        s.send("DELETE", "/api/v1/archives/news", &h, b"")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        s.send("GET", "/api/v1/archives/news", &h, b"").await.status,
+        404
+    );
+    assert!(!s.dir.path().join("objects/s3.buckets/news-0").exists());
+    // Its keys no longer open anything.
+    assert!(
+        s.state
+            .keys
+            .principal(v["destinations"][0]["access_key_id"].as_str().unwrap())
+            .is_none()
+    );
+}

@@ -214,6 +214,28 @@ fn verify_names_each_damaged_file_and_repair_makes_both_buckets_whole() {
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(table.contains("INCOMPLETE"), "{table}");
 
+    // `archive watch` raises the same gap (one pass).
+    let out = Command::new(bin())
+        .arg("--data")
+        .arg(&t.data)
+        .args([
+            "archive",
+            "watch",
+            "s3://news-0/archive/",
+            "s3://news-1/archive/",
+            "--checks",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains("index 6 is whole in neither bucket (primary missing, backup missing)"),
+        "{said}"
+    );
+
     // Index 6 comes back on one side; repair copies every whole file over
     // the side that lacks it.
     let six = files.join(name(6));

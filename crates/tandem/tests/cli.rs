@@ -185,3 +185,56 @@ fn defaults_are_loopback_8080_and_tandem_data() {
     let (ok, _, err) = run(Command::new(bin()).args(["serve", "--listen", "nonsense"]));
     assert!(!ok && err.starts_with("error: --listen"), "{err}");
 }
+
+#[test]
+fn archive_pairs_are_managed_with_or_without_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // No server: straight to the database.
+    let (ok, out, err) = cli(&["archive", "create", "news", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["destinations"][0]["bucket"], "news-0");
+    assert_eq!(v["destinations"][1]["url"], "s3://news-1/");
+    assert_eq!(v["destinations"][0]["region"], "us-east-1");
+    assert_ne!(
+        v["destinations"][0]["access_key_id"],
+        v["destinations"][1]["access_key_id"]
+    );
+    let (ok, _, err) = cli(&["archive", "create", "News"]);
+    assert!(
+        !ok && err.contains("archive id \"News\" is invalid"),
+        "{err}"
+    );
+    let (ok, _, err) = cli(&["archive", "create", "news"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, out, _) = cli(&["archive", "show", "news"]);
+    assert!(ok && out.contains("secret access key:"), "{out}");
+    // A server started later serves it: the key written above opens its bucket.
+    let t = Tandem::start(&data, &[]);
+    let (ok, out, _) = cli(&["archive", "list", "--json"]);
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        list[0]["destinations"][0]["access_key_id"],
+        v["destinations"][0]["access_key_id"]
+    );
+    assert_eq!(list[0]["destinations"][0]["endpoint"], t.s3.as_str());
+    let (ok, out, err) = cli(&["archive", "delete", "news"]);
+    assert!(ok && out.contains("deleted archive news"), "{err}");
+    let (ok, out, _) = cli(&["archive", "list", "--json"]);
+    assert!(ok && out.trim() == "[]", "{out}");
+}
