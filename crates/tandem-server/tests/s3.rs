@@ -603,3 +603,25 @@ impl S3 {
         self.srv.send_to(self.srv.s3, method, path, &hs, body).await
     }
 }
+
+#[tokio::test]
+async fn virtual_host_style_names_the_bucket_in_the_host() {
+    let s3 = S3::start().await;
+    assert_eq!(
+        s3.call("PUT", "/news-0/live/v.ts", b"virtual").await.status,
+        200
+    );
+    let host = format!("news-0.localhost:{}", s3.srv.s3.port());
+    let url = format!("http://{host}/live/v.ts");
+    let mut head = format!(
+        "GET /live/v.ts HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n"
+    );
+    for (k, v) in s3.signer.headers("GET", &url, &host) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut s = tokio::net::TcpStream::connect(s3.srv.s3).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let r = read_response(&mut s, false).await;
+    assert_eq!((r.status, r.body.as_slice()), (200, b"virtual".as_slice()));
+}

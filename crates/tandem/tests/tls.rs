@@ -72,3 +72,45 @@ fn curl_uploads_over_https_with_digest_to_a_self_signed_tandem() {
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list[0]["inputs"][1]["objects_received"], 1, "{out}");
 }
+
+#[test]
+fn the_aws_cli_uploads_to_the_s3_listener_over_https() {
+    if !peer("aws") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let t = Tandem::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert_pem.to_str().unwrap(),
+            "--tls-key",
+            key_pem.to_str().unwrap(),
+        ],
+    );
+    assert!(t.s3.starts_with("https://127.0.0.1:"), "{}", t.banner);
+    let archive = t.create_archive("news");
+    let aws = support::Aws {
+        endpoint: &t.s3,
+        key: support::archive_keys(&archive, 0),
+    };
+    let body = pattern(2 * 1024 * 1024, 12);
+    let file = dir.path().join("a.000000.ts");
+    std::fs::write(&file, &body).unwrap();
+    let (ok, _, err) = run(aws
+        .cmd(&[
+            "s3",
+            "cp",
+            file.to_str().unwrap(),
+            "s3://news-0/a.000000.ts",
+        ])
+        .env("AWS_CA_BUNDLE", &cert_pem));
+    assert!(ok, "{err}");
+    let stored = std::fs::read(t.data.join("objects/s3.buckets/news-0/a.000000.ts")).unwrap();
+    assert!(stored == body, "stored bytes differ");
+}
