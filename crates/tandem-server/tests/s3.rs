@@ -493,8 +493,34 @@ async fn bad_input_gets_s3_error_codes() {
             .join("objects/s3.buckets/news-0/md5.ts")
             .exists()
     );
-    // Every error body is S3's XML.
-    assert!(String::from_utf8_lossy(&r.body).starts_with("<?xml"));
+    // An x-amz-checksum-crc32 that does not match the body (the AWS CLI
+    // sends one with every PutObject; see testdata/captures).
+    let r = s3
+        .raw_with(
+            "PUT",
+            "/news-0/crc.ts",
+            &[("x-amz-checksum-crc32", "AAAAAA==")],
+            b"hello archive\n",
+        )
+        .await;
+    assert_eq!((r.status, code(&r).as_str()), (400, "BadDigest"));
+    assert!(
+        !s3.srv
+            .dir
+            .path()
+            .join("objects/s3.buckets/news-0/crc.ts")
+            .exists()
+    );
+    let r = s3
+        .raw_with(
+            "PUT",
+            "/news-0/crc.ts",
+            &[("x-amz-checksum-crc32", "BvGDdQ==")],
+            b"hello archive\n",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-amz-checksum-crc32"), Some("BvGDdQ=="));
 }
 
 impl S3 {
