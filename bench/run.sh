@@ -41,7 +41,7 @@ echo "== nginx" >&2
 echo "== tandem" >&2
 DATA=$(mktemp -d /dev/shm/tandem-bench.XXXXXX)
 printf 'max_body_bytes = 4294967296\n' > "$OUT/tandem.toml"
-"$TANDEM" serve --listen "127.0.0.1:$PORT" --data "$DATA" --config "$OUT/tandem.toml" > "$OUT/tandem-banner.txt" 2> "$OUT/tandem.log" &
+"$TANDEM" serve --listen "127.0.0.1:$PORT" --s3-listen off --data "$DATA" --config "$OUT/tandem.toml" > "$OUT/tandem-banner.txt" 2> "$OUT/tandem.log" &
 TPID=$!
 trap 'kill $TPID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do grep -q '^output:' "$OUT/tandem-banner.txt" 2>/dev/null && break; sleep 0.1; done

@@ -27,6 +27,13 @@ async fn each_store(test: impl AsyncFn(&dyn Store)) {
     let dir = tempfile::tempdir().expect("tempdir");
     let local = LocalStore::open(dir.path()).expect("open");
     test(&local).await;
+    // On tmpfs, small writes take the inline path without fsync.
+    if std::path::Path::new("/dev/shm").is_dir() {
+        let shm = tempfile::tempdir_in("/dev/shm").expect("tempdir in /dev/shm");
+        let local = LocalStore::open(shm.path()).expect("open");
+        assert!(local.in_memory(), "/dev/shm is not tmpfs");
+        test(&local).await;
+    }
     test(&MemoryStore::new()).await;
 }
 

@@ -302,7 +302,7 @@ async fn delete(st: &AppState, t: &Target) -> Result<Response, HttpError> {
         ));
     }
     st.store.delete(&t.key()).await?;
-    tracing::info!(channel = %t.channel.id, pipeline = %t.pipeline, path = %t.path, "deleted");
+    tracing::debug!(channel = %t.channel.id, pipeline = %t.pipeline, path = %t.path, "deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -423,7 +423,7 @@ async fn copy_or_move(
     if matches!(source, Entry::Object(_)) {
         notify_output(st, t, &d.path);
     }
-    tracing::info!(channel = %t.channel.id, pipeline = %t.pipeline, from = %t.path, to = %d.path, is_move, "copied");
+    tracing::debug!(channel = %t.channel.id, pipeline = %t.pipeline, from = %t.path, to = %d.path, is_move, "copied");
     Ok(if existed {
         StatusCode::NO_CONTENT
     } else {

@@ -101,7 +101,7 @@ pub(super) async fn put(
         &t.pipeline.to_string(),
         committed.meta.size,
     );
-    tracing::info!(
+    tracing::debug!(
         channel = %t.channel.id,
         pipeline = %t.pipeline,
         path = %t.path,
