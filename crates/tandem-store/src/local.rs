@@ -558,7 +558,7 @@ impl Store for LocalStore {
     fn stat<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {
         let path = self.path_of(key);
         let key = key.clone();
-        Box::pin(blocking(move || {
+        Box::pin(maybe_blocking(self.inner.in_memory, move || {
             stat_path(&path).map_err(|e| StoreError::from_io("stat", &key, e))
         }))
     }
@@ -570,7 +570,10 @@ impl Store for LocalStore {
     ) -> BoxFuture<'a, Result<(ObjectMeta, ByteStream), StoreError>> {
         let path = self.path_of(key);
         let key = key.clone();
-        Box::pin(blocking(move || read_range(&path, &key, range)))
+        // In memory, opening and reading up to one whole-read is a copy.
+        Box::pin(maybe_blocking(self.inner.in_memory, move || {
+            read_range(&path, &key, range)
+        }))
     }
 
     fn delete<'a>(&'a self, key: &'a ObjectPath) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -660,7 +663,7 @@ impl Store for LocalStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dirs = self.inner.clone();
         let (from, to) = (from.clone(), to.clone());
-        Box::pin(blocking(move || {
+        Box::pin(maybe_blocking(self.inner.in_memory, move || {
             let src = path_under(&dirs.objects, &from);
             if stat_path(&src)
                 .map_err(|e| StoreError::from_io("stat", &from, e))?
@@ -681,7 +684,7 @@ impl Store for LocalStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dirs = self.inner.clone();
         let (from, to) = (from.clone(), to.clone());
-        Box::pin(blocking(move || {
+        Box::pin(maybe_blocking(self.inner.in_memory, move || {
             let src = path_under(&dirs.objects, &from);
             if !fs::metadata(&src).map(|m| m.is_file()).unwrap_or(false) {
                 return Err(StoreError::NotFound(from));
@@ -707,7 +710,7 @@ impl Store for LocalStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dirs = self.inner.clone();
         let (from, to) = (from.clone(), to.clone());
-        Box::pin(blocking(move || {
+        Box::pin(maybe_blocking(self.inner.in_memory, move || {
             let src = path_under(&dirs.objects, &from);
             if stat_path(&src)
                 .map_err(|e| StoreError::from_io("stat", &from, e))?

@@ -30,6 +30,9 @@ struct Rendition {
     dir: ObjectPath,
     /// The playlist's file name without `.m3u8`: the folder of its pins.
     stem: String,
+    /// Whether each pipeline's segments stored before the rendition was
+    /// known have been looked up (once: later ones arrive as notices).
+    caught_up: [bool; 2],
 }
 
 impl Rendition {
@@ -215,6 +218,7 @@ impl Driver {
                 path: path.clone(),
                 dir: path.parent().unwrap_or_default(),
                 stem,
+                caught_up: [false; 2],
             };
             self.renditions.insert(path.clone(), r);
         }
@@ -230,10 +234,14 @@ impl Driver {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             la[p.index()] = Some(SystemTime::now());
         }
-        // Segments uploaded before this playlist named them are complete now.
+        // Segments a pipeline stored before its first playlist reached this
+        // rendition sent notices nobody matched: look them up once. Later
+        // segments arrive as notices, which the engine keeps until a
+        // playlist names them.
         let root = crate::ingest::input_root(&self.out.id, p);
         let dir = r.dir.clone();
-        for s in &pl.segments {
+        let catch_up = !std::mem::replace(&mut r.caught_up[p.index()], true);
+        for s in pl.segments.iter().filter(|_| catch_up) {
             let Some(rel) = resolve(&dir, &s.uri) else {
                 continue;
             };
