@@ -284,9 +284,13 @@ pub async fn scale(
                 }));
             }
         }
-        for _ in 0..readers {
+        for j in 0..readers {
             let (t, stop, errors) = (t.clone(), stop.clone(), errors.clone());
+            // Players are not in step: spread their polls over the second,
+            // as the pushes are spread over the segment period.
+            let offset = Duration::from_secs(1).mul_f64(((i * readers + j) % 101) as f64 / 101.0);
             tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(offset).await;
                 let mut c = Conn::new(t.addr);
                 let mut seen = String::new();
                 while !stop.load(Ordering::Relaxed) {

@@ -183,6 +183,10 @@ struct Input {
     offset: Option<i64>,
     /// URIs stored before a playlist announced them.
     stored_early: Vec<String>,
+    /// The highest media sequence number of the current epoch that went
+    /// out: nothing at or below it goes out again, whatever a later
+    /// playlist re-announces.
+    emitted: Option<u64>,
 }
 
 impl Input {
@@ -201,6 +205,7 @@ impl Input {
             timeline: Some(0),
             offset: None,
             stored_early: Vec::new(),
+            emitted: None,
         }
     }
 }
@@ -243,6 +248,9 @@ pub struct RenditionMerge {
     header: Vec<String>,
     /// Set by [`RenditionMerge::resume`]: the output continues an earlier one.
     resumed_at: Option<u64>,
+    /// A segment was skipped (whole on neither pipeline): the next output
+    /// segment starts after a gap and carries a discontinuity.
+    gap: bool,
 }
 
 fn idx(p: Pipeline) -> usize {
@@ -265,6 +273,7 @@ impl RenditionMerge {
             stopped: false,
             header: Vec::new(),
             resumed_at: None,
+            gap: false,
         }
     }
 
@@ -358,6 +367,7 @@ impl RenditionMerge {
             inp.highest = None;
             inp.timeline = None;
             inp.offset = None;
+            inp.emitted = None;
             ev.push(Event::InputRestarted {
                 at: now,
                 pipeline: from,
@@ -511,6 +521,15 @@ impl RenditionMerge {
     /// it continues the output seamlessly.
     fn candidate(&self, p: Pipeline) -> Option<(u64, &InSeg, bool)> {
         let inp = &self.inputs[idx(p)];
+        self.candidate_any(p)
+            .filter(|(k, _, _)| inp.emitted.is_none_or(|e| *k > e))
+    }
+
+    /// [`candidate`](Self::candidate) before the rule that a source segment
+    /// goes out once.
+    fn candidate_any(&self, p: Pipeline) -> Option<(u64, &InSeg, bool)> {
+        let inp = &self.inputs[idx(p)];
+        let fresh = |k: u64| inp.emitted.is_none_or(|e| k > e);
         let Some(last) = self.out.back() else {
             return inp.segs.iter().next().map(|(k, s)| (*k, s, true));
         };
@@ -520,7 +539,11 @@ impl RenditionMerge {
         let tol = self.tolerance_ms();
         if self.on_timeline(p) {
             if last.from == p && last.source_epoch == inp.epoch {
-                let next = last.source_msn + 1;
+                // Where the offset says (it moves past skipped segments).
+                let next = inp
+                    .offset
+                    .and_then(|off| u64::try_from(i64::try_from(self.next_msn).ok()? - off).ok())
+                    .unwrap_or(last.source_msn + 1);
                 return inp.segs.get(&next).map(|s| (next, s, true));
             }
             let uses_pdt = expected_pdt.is_some()
@@ -530,10 +553,19 @@ impl RenditionMerge {
                     .next()
                     .is_some_and(|s| s.seg.program_date_time.is_some());
             if let (true, Some(exp)) = (uses_pdt, expected_pdt) {
+                // Later than the last output segment's own start, whatever
+                // the tolerance: a segment shorter than the tolerance (an
+                // encoder's last one) must not match itself again.
+                let after_last = |t: i64| last.program_date_time.is_none_or(|lp| t > lp);
                 return inp
                     .segs
                     .iter()
-                    .find(|(_, s)| s.seg.program_date_time.is_some_and(|t| t >= exp - tol))
+                    .find(|(k, s)| {
+                        fresh(**k)
+                            && s.seg
+                                .program_date_time
+                                .is_some_and(|t| t >= exp - tol && after_last(t))
+                    })
                     .map(|(k, s)| {
                         (
                             *k,
@@ -551,7 +583,7 @@ impl RenditionMerge {
                 return inp
                     .segs
                     .range(want..)
-                    .next()
+                    .find(|(k, _)| fresh(**k))
                     .map(|(k, s)| (*k, s, *k == want));
             }
         }
@@ -563,10 +595,12 @@ impl RenditionMerge {
         let half_target = Duration::from_millis(u64::try_from(tol).unwrap_or(0));
         let after = |k: u64, s: &InSeg| {
             let later = match (expected_pdt, s.seg.program_date_time) {
-                (Some(exp), Some(t)) => t >= exp - tol,
+                (Some(exp), Some(t)) => {
+                    t >= exp - tol && last.program_date_time.is_none_or(|lp| t > lp)
+                }
                 _ => s.first_seen >= last.first_seen + half_target,
             };
-            later && (!same_epoch || k > last.source_msn)
+            later && fresh(k) && (!same_epoch || k > last.source_msn)
         };
         inp.segs
             .iter()
@@ -587,7 +621,7 @@ impl RenditionMerge {
         let Some(src) = self.inputs[i].segs.get(&in_msn).cloned() else {
             return;
         };
-        let mut discontinuity = discontinuity;
+        let mut discontinuity = discontinuity || std::mem::take(&mut self.gap);
         if self.target.is_none() {
             discontinuity |= self.resumed_at.is_some();
             self.target = Some(
@@ -612,6 +646,7 @@ impl RenditionMerge {
         inp.offset = Some(
             i64::try_from(self.next_msn).unwrap_or(i64::MAX) - i64::try_from(in_msn).unwrap_or(0),
         );
+        inp.emitted = Some(inp.emitted.map_or(in_msn, |e| e.max(in_msn)));
         let seg = OutSeg {
             media_sequence: self.next_msn,
             from: p,
@@ -779,7 +814,17 @@ impl RenditionMerge {
                         source_uri: uri,
                     });
                     self.inputs[idx(a)].segs.remove(&msn);
-                    self.inputs[idx(a)].timeline = None;
+                    // The gap is the same moment on every aligned pipeline:
+                    // their numbering now maps one further on, so the other
+                    // pipeline cannot hand back content from before the gap.
+                    for q in Pipeline::BOTH {
+                        if self.on_timeline(q)
+                            && let Some(off) = self.inputs[idx(q)].offset.as_mut()
+                        {
+                            *off -= 1;
+                        }
+                    }
+                    self.gap = true;
                     return true;
                 }
                 self.stalled_switch(now, a, ev)

@@ -20,8 +20,9 @@ enum Op {
     LateStore { p: usize },
     /// The encoder restarts: media sequence back to 0, new file names.
     Restart { p: usize },
-    /// The encoder ends its playlist.
-    End { p: usize },
+    /// The encoder ends its playlist; its last segment may be short (as
+    /// ffmpeg's usually is).
+    End { p: usize, short: bool },
     /// Time passes with no input.
     Tick { ms: u64 },
 }
@@ -31,7 +32,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..2usize, prop::bool::weighted(0.9)).prop_map(|(p, stored)| Op::Segment { p, stored }),
         1 => (0..2usize).prop_map(|p| Op::LateStore { p }),
         1 => (0..2usize).prop_map(|p| Op::Restart { p }),
-        1 => (0..2usize).prop_map(|p| Op::End { p }).prop_filter("rare", |_| true),
+        1 => (0..2usize, any::<bool>()).prop_map(|(p, short)| Op::End { p, short }),
         3 => (1u64..8000).prop_map(|ms| Op::Tick { ms }),
     ]
 }
@@ -43,6 +44,8 @@ struct Encoder {
     pdt_base: Option<i64>,
     incomplete: Vec<String>,
     ended: bool,
+    /// The last segment lasts 0.08 s (set when the encoder ends).
+    short_last: bool,
 }
 
 impl Encoder {
@@ -61,7 +64,12 @@ impl Encoder {
                     tandem_hls::playlist::format_pdt(b + 2000 * k as i64)
                 ));
             }
-            t.push_str(&format!("#EXTINF:2.000,\n{}\n", self.uri(k)));
+            let d = if self.short_last && k == last {
+                "0.080"
+            } else {
+                "2.000"
+            };
+            t.push_str(&format!("#EXTINF:{d},\n{}\n", self.uri(k)));
         }
         if self.ended {
             t.push_str("#EXT-X-ENDLIST\n");
@@ -89,7 +97,7 @@ proptest! {
         let t0 = Instant::now();
         let mut now = t0;
         let base = pdt.then_some(1_795_579_200_000i64);
-        let mut enc: Vec<Encoder> = (0..2).map(|_| Encoder { epoch: 0, next: 0, window, pdt_base: base, incomplete: vec![], ended: false }).collect();
+        let mut enc: Vec<Encoder> = (0..2).map(|_| Encoder { epoch: 0, next: 0, window, pdt_base: base, incomplete: vec![], ended: false, short_last: false }).collect();
         let mut stored: HashSet<(usize, String)> = HashSet::new();
         let mut seen: HashMap<u64, (String, f64)> = HashMap::new();
         let mut last_msn: Option<u64> = None;
@@ -100,9 +108,14 @@ proptest! {
         // the engine can know (a restarted encoder is silent until it
         // publishes).
         let mut published_ended = [false, false];
+        // Every source segment a pipeline announced goes out at most once.
+        let mut added: HashSet<(Pipeline, String)> = HashSet::new();
 
         for op in ops {
             now += Duration::from_millis(50);
+            // An op may store a segment (the engine decides) before it
+            // publishes a playlist: both states count as what it knew.
+            let ended_before = published_ended;
             let events = match op {
                 Op::Segment { p, stored: s } => {
                     let e = &mut enc[p];
@@ -131,17 +144,28 @@ proptest! {
                     e.epoch += 1;
                     e.next = 0;
                     e.ended = false;
+                    e.short_last = false;
                     e.incomplete.clear();
                     e.pdt_base = base.map(|b| b + 1000 * (now - t0).as_millis() as i64);
                     continue;
                 }
-                Op::End { p } => {
+                Op::End { p, short } => {
                     let e = &mut enc[p];
-                    if e.next == 0 { continue; }
+                    if e.next == 0 || e.ended { continue; }
+                    let mut ev = Vec::new();
+                    if short {
+                        // A last, short segment, published with ENDLIST.
+                        let uri = e.uri(e.next);
+                        e.next += 1;
+                        stored.insert((p, uri.clone()));
+                        ev.extend(m.on_segment_stored(now, pipeline(p), &uri));
+                    }
                     e.ended = true;
+                    e.short_last = short;
                     let pl = parse_media(&e.playlist()).unwrap();
                     published_ended[p] = true;
-                    m.on_playlist(now, pipeline(p), &pl)
+                    ev.extend(m.on_playlist(now, pipeline(p), &pl));
+                    ev
                 }
                 Op::Tick { ms } => {
                     now += Duration::from_millis(ms);
@@ -149,6 +173,11 @@ proptest! {
                 }
             };
             m.check_invariants();
+            for e in &events {
+                if let Event::SegmentAdded { from, source_uri, .. } = e {
+                    prop_assert!(added.insert((*from, source_uri.clone())), "{} from {} went out twice", source_uri, from);
+                }
+            }
             if let Some(d) = m.next_deadline() {
                 prop_assert!(d + Duration::from_secs(3600) > now, "deadlines are never far in the past");
             }
@@ -177,7 +206,10 @@ proptest! {
             }
             // ENDLIST appears only once both pipelines ended; it stays.
             if pl.endlist && !was_ended {
-                prop_assert!(published_ended.iter().all(|e| *e), "ENDLIST while a pipeline runs");
+                prop_assert!(
+                    published_ended.iter().all(|e| *e) || ended_before.iter().all(|e| *e),
+                    "ENDLIST while a pipeline runs"
+                );
             }
             prop_assert!(pl.endlist || !was_ended, "an ended output never resumes");
             was_ended = pl.endlist;

@@ -462,3 +462,88 @@ fn a_resumed_output_never_goes_back_and_marks_its_first_segment() {
     );
     assert_eq!(h.m.resume_point(), (9, 1));
 }
+
+/// ffmpeg ends a stream with a short last segment and ENDLIST on both
+/// pipelines. The short segment (0.08 s, far less than the PDT tolerance)
+/// must be output once, and the output must end, not ping-pong between two
+/// ended pipelines re-adding the same moment.
+#[test]
+fn both_pipelines_end_on_a_short_segment_and_the_output_ends_once() {
+    let mut h = H::new(MergeConfig::default());
+    let text = |endlist: bool| {
+        let mut t = String::from(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n",
+        );
+        for k in 0..3i64 {
+            t.push_str(&format!(
+                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\na{k}.ts\n",
+                tandem_hls::playlist::format_pdt(BASE_PDT + 2000 * k)
+            ));
+        }
+        t.push_str(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:0.080,\na3.ts\n",
+            tandem_hls::playlist::format_pdt(BASE_PDT + 6000)
+        ));
+        if endlist {
+            t.push_str("#EXT-X-ENDLIST\n");
+        }
+        t
+    };
+    h.feed(6.0, P0, &text(false), &[]);
+    h.feed(6.0, P1, &text(false), &[]);
+    h.feed(6.1, P0, &text(true), &[]);
+    h.feed(6.1, P1, &text(true), &[]);
+    h.tick(20.0);
+    assert_eq!(
+        h.out(),
+        format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\np0/a0.ts\n\
+             #EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\np0/a1.ts\n\
+             #EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\np0/a2.ts\n\
+             #EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:0.080,\np0/a3.ts\n#EXT-X-ENDLIST\n",
+            tandem_hls::playlist::format_pdt(BASE_PDT),
+            tandem_hls::playlist::format_pdt(BASE_PDT + 2000),
+            tandem_hls::playlist::format_pdt(BASE_PDT + 4000),
+            tandem_hls::playlist::format_pdt(BASE_PDT + 6000),
+        )
+    );
+    assert_eq!(h.switches(), vec![(None, P0, SwitchReason::Started, false)]);
+}
+
+/// The active pipeline never completes a segment and neither has it; the
+/// output skips it with a discontinuity. The other pipeline, numbered
+/// identically but behind (it only has segment 0), must not hand back
+/// content from before the gap, and the skipped segment arriving late must
+/// not go out after the ones that followed it.
+#[test]
+fn a_skipped_segment_brings_back_nothing_older() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    h.feed(0.0, P0, &e.playlist(0, 0), &[]);
+    h.feed(0.05, P0, &e.playlist(0, 1), &["a1.ts"]);
+    h.feed(1.0, P0, &e.playlist(0, 2), &["a1.ts"]);
+    h.feed(2.0, P1, &e.playlist(0, 0), &[]);
+    h.feed(
+        2.1,
+        P1,
+        &format!("{}#EXT-X-ENDLIST\n", e.playlist(0, 0)),
+        &[],
+    );
+    h.tick(4.0);
+    h.feed(4.1, P0, &e.playlist(0, 3), &["a1.ts"]);
+    let ev = h.m.on_segment_stored(h.at(4.2), P0, "a1.ts");
+    h.events.extend(ev);
+    h.tick(6.0);
+    assert_eq!(
+        h.out(),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+         #EXTINF:2.000,\np0/a0.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np0/a2.ts\n\
+         #EXTINF:2.000,\np0/a3.ts\n"
+    );
+    assert!(
+        h.events.iter().any(
+            |e| matches!(e, Event::SegmentMissing { source_uri, .. } if source_uri == "a1.ts")
+        )
+    );
+}

@@ -342,6 +342,7 @@ fn notify_output(st: &AppState, t: &Target, path: &ObjectPath) {
         out.notify(crate::output::Notice::Published {
             pipeline: t.pipeline,
             path: path.clone(),
+            at: std::time::Instant::now(),
         });
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use metrics::counter;
+use metrics::{counter, histogram};
 use tandem_core::{ChannelId, ObjectPath, Pipeline};
 use tandem_hls::merge::{Event, OutSeg};
 use tandem_hls::{MergeConfig, RenditionMerge, is_multivariant, parse_media};
@@ -141,7 +141,16 @@ pub async fn run(
             msg = rx.recv() => match msg {
                 // Boxed: the handlers' futures are large, and inlining them
                 // here overflows a 2 MiB worker stack in debug builds.
-                Some(Notice::Published { pipeline, path }) => Box::pin(d.on_published(pipeline, &path)).await,
+                Some(Notice::Published { pipeline, path, at }) => {
+                    let playlist = path.file_name().is_some_and(|n| n.ends_with(".m3u8"));
+                    Box::pin(d.on_published(pipeline, &path)).await;
+                    if playlist {
+                        // From the input playlist's publication to the
+                        // output playlist that follows from it.
+                        histogram!("tandem_output_publish_delay_seconds", "channel" => d.out.id.to_string())
+                            .record(at.elapsed().as_secs_f64());
+                    }
+                }
                 None => break,
             },
             () = sleep => Box::pin(d.on_tick()).await,

@@ -96,6 +96,8 @@ pub enum Notice {
     Published {
         pipeline: Pipeline,
         path: ObjectPath,
+        /// When the object was published, for the publish delay metric.
+        at: std::time::Instant,
     },
 }
 
