@@ -380,12 +380,19 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    /// Writes `server.json`, so the CLI on this data directory talks to
+    /// this server. The listeners are bound already: a client that reads
+    /// the file and connects is queued until [`run`](Self::run) serves.
+    pub fn announce(&self) -> Result<(), ServerError> {
         let base = self.state.cfg.base_url();
         let tls_cert = self.state.cfg.tls.as_ref().map(|t| t.cert.clone());
         self.data
-            .write_server_file(&base, tls_cert.as_deref(), self.state.cfg.s3_endpoint())?;
+            .write_server_file(&base, tls_cert.as_deref(), self.state.cfg.s3_endpoint())
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        self.announce()?;
         let grace = self.state.cfg.shutdown_grace;
         // One shutdown signal stops both listeners.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -51,6 +51,8 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> a
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let server = Server::bind(cfg).await?;
+        // Before the banner: whoever reads the banner may run the CLI next.
+        server.announce()?;
         banner(&server);
         server.run(shutdown_signal()).await?;
         anyhow::Ok(())
