@@ -7,14 +7,14 @@
 //! useful too; segments that left the window are removed when their pins
 //! expire. A miss falls back to the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::RwLock;
 
 use bytes::Bytes;
 use tandem_core::ObjectPath;
 use tandem_store::ObjectMeta;
 
-/// A bounded cache of immutable objects.
+/// Segments in memory, bounded in bytes.
 #[derive(Debug)]
 pub struct SegmentCache {
     capacity: u64,
@@ -23,9 +23,20 @@ pub struct SegmentCache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<ObjectPath, (Bytes, ObjectMeta)>,
-    order: VecDeque<ObjectPath>,
+    /// Ordered by path, so everything below a folder is one range.
+    map: BTreeMap<ObjectPath, Entry>,
+    /// Insertion order, for eviction. An entry whose generation no longer
+    /// matches the map's was removed or replaced since, and is skipped.
+    order: VecDeque<(ObjectPath, u64)>,
     bytes: u64,
+    next_generation: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    body: Bytes,
+    meta: ObjectMeta,
+    generation: u64,
 }
 
 impl SegmentCache {
@@ -36,60 +47,82 @@ impl SegmentCache {
         }
     }
 
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn get(&self, key: &ObjectPath) -> Option<(Bytes, ObjectMeta)> {
         self.inner
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .map
             .get(key)
-            .cloned()
+            .map(|e| (e.body.clone(), e.meta.clone()))
     }
 
-    /// Adds an object, evicting the oldest until it fits. Objects larger
-    /// than a quarter of the capacity are not cached.
+    /// Keeps `body` under `key`, evicting the oldest entries to stay within
+    /// the capacity. Bodies over a quarter of it are not kept.
     pub fn insert(&self, key: ObjectPath, body: Bytes, meta: ObjectMeta) {
         let size = body.len() as u64;
         if size > self.capacity / 4 {
             return;
         }
-        let mut inner = self
-            .inner
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        if let Some(old) = inner.map.remove(&key) {
+            inner.bytes -= old.body.len() as u64;
+        }
         while inner.bytes + size > self.capacity {
-            let Some(old) = inner.order.pop_front() else {
+            let Some((old, generation)) = inner.order.pop_front() else {
                 break;
             };
-            if let Some((b, _)) = inner.map.remove(&old) {
-                inner.bytes -= b.len() as u64;
+            if inner
+                .map
+                .get(&old)
+                .is_some_and(|e| e.generation == generation)
+                && let Some(e) = inner.map.remove(&old)
+            {
+                inner.bytes -= e.body.len() as u64;
             }
         }
-        if let Some((b, _)) = inner.map.insert(key.clone(), (body, meta)) {
-            inner.bytes -= b.len() as u64;
-        } else {
-            inner.order.push_back(key);
-        }
+        let generation = inner.next_generation;
+        inner.next_generation += 1;
+        inner.order.push_back((key.clone(), generation));
+        inner.map.insert(
+            key,
+            Entry {
+                body,
+                meta,
+                generation,
+            },
+        );
         inner.bytes += size;
+        // Skipped entries must not pile up: at most twice the live ones.
+        if inner.order.len() > 2 * inner.map.len() + 64 {
+            let map = &inner.map;
+            inner
+                .order
+                .retain(|(k, g)| map.get(k).is_some_and(|e| e.generation == *g));
+        }
     }
 
-    /// Drops every object under `prefix` (a segment's pin folder).
+    /// Drops every entry at or below `prefix` (an expired pin's folder):
+    /// one range of the ordered map.
     pub fn remove_under(&self, prefix: &ObjectPath) {
-        let mut inner = self
-            .inner
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self.write();
         let doomed: Vec<ObjectPath> = inner
             .map
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
             .collect();
-        for k in &doomed {
-            if let Some((b, _)) = inner.map.remove(k) {
-                inner.bytes -= b.len() as u64;
+        for k in doomed {
+            if let Some(e) = inner.map.remove(&k) {
+                inner.bytes -= e.body.len() as u64;
             }
         }
-        inner.order.retain(|k| !doomed.contains(k));
     }
 
     pub fn bytes(&self) -> u64 {
@@ -140,5 +173,23 @@ mod tests {
         c.remove_under(&key("l/5"));
         assert!(c.get(&key("l/5/s.ts")).is_none());
         assert_eq!(c.bytes(), 80);
+        // Siblings that share a name prefix but not the folder stay.
+        c.insert(key("l/50/s.ts"), Bytes::from(vec![0u8; 10]), meta(10));
+        c.remove_under(&key("l/5"));
+        assert!(c.get(&key("l/50/s.ts")).is_some());
+        // A replaced entry counts once, and eviction after a removal does
+        // not take the newer copy of a key early.
+        c.insert(key("l/4/s.ts"), Bytes::from(vec![1u8; 20]), meta(20));
+        assert_eq!(c.bytes(), 90);
+        assert_eq!(c.get(&key("l/4/s.ts")).unwrap().0[0], 1);
+        for i in 6..9 {
+            c.insert(
+                key(&format!("l/{i}/s.ts")),
+                Bytes::from(vec![0u8; 20]),
+                meta(20),
+            );
+        }
+        assert!(c.bytes() <= 100);
+        assert!(c.get(&key("l/8/s.ts")).is_some());
     }
 }
