@@ -291,3 +291,35 @@ async fn create_outside_explicit_refuses_only_inside_made_collections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn concat_publishes_the_parts_in_order_or_nothing() {
+    each_store(async |s| {
+        put(s, "up/1", b"alpha-").await.unwrap();
+        put(s, "up/2", b"beta-").await.unwrap();
+        put(s, "up/3", b"gamma").await.unwrap();
+        put(s, "b/obj.ts", b"v1").await.unwrap();
+        let parts = [key("up/1"), key("up/2"), key("up/3")];
+        let c = s.concat(&parts, &key("b/obj.ts")).await.unwrap();
+        assert!(c.replaced);
+        assert_eq!(c.meta.size, 16);
+        assert_eq!(
+            read(s, "b/obj.ts").await.as_deref(),
+            Some(&b"alpha-beta-gamma"[..])
+        );
+        // A missing part: an error, and the previous version stays.
+        let parts = [key("up/1"), key("up/none")];
+        assert!(matches!(
+            s.concat(&parts, &key("b/obj.ts")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(
+            read(s, "b/obj.ts").await.as_deref(),
+            Some(&b"alpha-beta-gamma"[..])
+        );
+        // New folders are created for the target.
+        s.concat(&[key("up/3")], &key("new/dir/x")).await.unwrap();
+        assert_eq!(read(s, "new/dir/x").await.as_deref(), Some(&b"gamma"[..]));
+    })
+    .await;
+}

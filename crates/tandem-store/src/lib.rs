@@ -192,6 +192,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         to: &'a ObjectPath,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Publishes the concatenation of `parts`, in order, under `key`
+    /// (parents created), whole or not at all: an S3 multipart upload's
+    /// completion. The default streams every part through a staged write;
+    /// a store that can copy inside itself does better.
+    fn concat<'a>(
+        &'a self,
+        parts: &'a [ObjectPath],
+        key: &'a ObjectPath,
+    ) -> BoxFuture<'a, Result<Committed, StoreError>> {
+        Box::pin(async move {
+            use futures_util::StreamExt;
+            let mut w = self.begin_put(key, Parents::Create).await?;
+            for part in parts {
+                let (_, mut stream) = self.get(part, None).await?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| StoreError::from_io("read", part, e))?;
+                    w.write(chunk).await?;
+                }
+            }
+            w.commit().await
+        })
+    }
+
     /// Moves an object or a collection tree to `to` (whose parent must
     /// exist), replacing what is there.
     fn rename<'a>(

@@ -771,41 +771,42 @@ impl S3 for TandemS3 {
             whole_md5.update(&raw);
             total += info.size;
         }
-        // Concatenate the parts into one staged write: nothing is visible
-        // until it is whole.
-        let mut staged = self
+        // One object from the parts, published whole: nothing is visible
+        // until all of it is in place.
+        let part_paths = parts
+            .iter()
+            .map(|(n, _)| dir.join(&format!("{n:05}.part")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let committed = self
             .store
-            .begin_put(&paths.data, tandem_store::Parents::Create)
+            .concat(&part_paths, &paths.data)
             .await
-            .map_err(store_err)?;
-        for (n, _) in &parts {
-            let path = dir
-                .join(&format!("{n:05}.part"))
-                .map_err(|e| s3_error!(InternalError, "{e}"))?;
-            let (_, mut stream) = self.store.get(&path, None).await.map_err(store_err)?;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| store_err(StoreError::from_io("read", &path, e)))?;
-                staged.write(chunk).await.map_err(store_err)?;
-            }
-        }
-        if staged.written() != total {
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => s3_error!(
+                    InvalidPart,
+                    "A part was removed while the upload was completed"
+                ),
+                other => store_err(other),
+            })?;
+        if committed.meta.size != total {
             return Err(s3_error!(
                 InternalError,
                 "The stored parts changed while the upload was completed"
             ));
         }
-        let received = Received {
-            staged,
-            md5: [0; 16],
+        let etag = format!("{}-{}", hex(&whole_md5.finalize()), parts.len());
+        // A multipart object has no whole-object checksum of the kinds a
+        // single PUT carries.
+        let info = ObjectInfo {
+            etag,
             size: total,
-            // A multipart object has no whole-object checksum of the kinds
-            // a single PUT carries.
+            store_etag: committed.meta.etag,
+            content_type: upload.content_type,
+            metadata: upload.metadata,
             checksums: Checksums::default(),
         };
-        let etag = format!("{}-{}", hex(&whole_md5.finalize()), parts.len());
-        let info = self
-            .publish(&paths, received, etag, upload.content_type, upload.metadata)
-            .await?;
+        write_json(&self.store, &paths.meta, &info).await?;
         if let Err(e) = self.store.delete(&dir).await {
             tracing::warn!(upload = %input.upload_id, error = %e, "completed upload's parts not removed");
         }
