@@ -519,19 +519,18 @@ impl RenditionMerge {
     /// The segment of `p` that would come next in the output, if `p` has
     /// announced it: its media sequence number, the segment, and whether
     /// it continues the output seamlessly.
+    ///
+    /// A source segment goes out once: nothing at or below `emitted` is a
+    /// candidate, whatever a later playlist re-announces.
     fn candidate(&self, p: Pipeline) -> Option<(u64, &InSeg, bool)> {
-        let inp = &self.inputs[idx(p)];
-        self.candidate_any(p)
-            .filter(|(k, _, _)| inp.emitted.is_none_or(|e| *k > e))
-    }
-
-    /// [`candidate`](Self::candidate) before the rule that a source segment
-    /// goes out once.
-    fn candidate_any(&self, p: Pipeline) -> Option<(u64, &InSeg, bool)> {
         let inp = &self.inputs[idx(p)];
         let fresh = |k: u64| inp.emitted.is_none_or(|e| k > e);
         let Some(last) = self.out.back() else {
-            return inp.segs.iter().next().map(|(k, s)| (*k, s, true));
+            return inp
+                .segs
+                .iter()
+                .find(|(k, _)| fresh(**k))
+                .map(|(k, s)| (*k, s, true));
         };
         let expected_pdt = last
             .program_date_time
@@ -544,7 +543,11 @@ impl RenditionMerge {
                     .offset
                     .and_then(|off| u64::try_from(i64::try_from(self.next_msn).ok()? - off).ok())
                     .unwrap_or(last.source_msn + 1);
-                return inp.segs.get(&next).map(|s| (next, s, true));
+                return inp
+                    .segs
+                    .get(&next)
+                    .filter(|_| fresh(next))
+                    .map(|s| (next, s, true));
             }
             let uses_pdt = expected_pdt.is_some()
                 && inp

@@ -188,6 +188,14 @@ impl ChannelDb {
     pub fn list_archives(&self) -> Result<Vec<ArchiveSpec>, RegistryError> {
         self.list_rows(ARCHIVES)
     }
+
+    /// One archive pair; `ArchiveNotFound` if there is none.
+    pub fn archive(&self, id: &ArchiveId) -> Result<ArchiveSpec, RegistryError> {
+        self.list_archives()?
+            .into_iter()
+            .find(|s| s.id == id.as_str())
+            .ok_or_else(|| RegistryError::ArchiveNotFound(id.to_string()))
+    }
 }
 
 /// A new archive pair with a fresh key pair per bucket.

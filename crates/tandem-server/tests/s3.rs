@@ -178,6 +178,38 @@ impl S3 {
             .unwrap()
     }
 
+    /// One request signed by `signer`, with `extra` headers unsigned.
+    async fn signed_by(
+        &self,
+        signer: &Signer,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        let signed = signer.headers(method, &self.url(path), &self.host());
+        let mut headers: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        headers.extend_from_slice(extra);
+        self.srv
+            .send_to(self.srv.s3, method, path, &headers, body)
+            .await
+    }
+
+    /// Starts a multipart upload of `path`; its upload id.
+    async fn create_upload(&self, path: &str) -> String {
+        let created = self.call("POST", &format!("{path}?uploads"), b"").await;
+        assert_eq!(created.status, 200);
+        let text = String::from_utf8_lossy(&created.body).into_owned();
+        text.split("<UploadId>")
+            .nth(1)
+            .and_then(|s| s.split("</UploadId>").next())
+            .unwrap()
+            .to_owned()
+    }
+
     fn listed_keys(xml: &[u8]) -> Vec<String> {
         let text = String::from_utf8_lossy(xml);
         text.split("<Key>")
@@ -231,15 +263,7 @@ async fn an_interrupted_put_object_publishes_nothing_and_keeps_the_previous_vers
 #[tokio::test]
 async fn an_unfinished_multipart_upload_is_invisible_until_completed() {
     let s3 = S3::start().await;
-    let created = s3.call("POST", "/news-0/big.ts?uploads", b"").await;
-    assert_eq!(created.status, 200);
-    let text = String::from_utf8_lossy(&created.body).into_owned();
-    let id = text
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|s| s.split("</UploadId>").next())
-        .unwrap()
-        .to_owned();
+    let id = s3.create_upload("/news-0/big.ts").await;
     let part1 = vec![7u8; 5 * 1024 * 1024];
     let up = s3
         .call(
@@ -296,14 +320,7 @@ async fn an_unfinished_multipart_upload_is_invisible_until_completed() {
     let uploads = s3.call("GET", "/news-0?uploads", b"").await;
     assert!(!String::from_utf8_lossy(&uploads.body).contains(&id));
     // A completed upload is one object, bytes in part order.
-    let created = s3.call("POST", "/news-0/big.ts?uploads", b"").await;
-    let text = String::from_utf8_lossy(&created.body).into_owned();
-    let id = text
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|s| s.split("</UploadId>").next())
-        .unwrap()
-        .to_owned();
+    let id = s3.create_upload("/news-0/big.ts").await;
     let e1 = s3
         .call(
             "PUT",
@@ -357,11 +374,8 @@ async fn bad_input_gets_s3_error_codes() {
         key: (s3.signer.key.0.clone(), "not-the-secret".into()),
         region: "us-east-1".into(),
     };
-    let h = wrong.headers("GET", &s3.url("/news-0?list-type=2"), &host);
-    let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let r = s3
-        .srv
-        .send_to(s3.srv.s3, "GET", "/news-0?list-type=2", &hs, b"")
+        .signed_by(&wrong, "GET", "/news-0?list-type=2", &[], b"")
         .await;
     assert_eq!(
         (r.status, code(&r).as_str()),
@@ -372,11 +386,8 @@ async fn bad_input_gets_s3_error_codes() {
         key: ("AKIDEXAMPLE".into(), "x".into()),
         region: "us-east-1".into(),
     };
-    let h = stranger.headers("GET", &s3.url("/news-0?list-type=2"), &host);
-    let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let r = s3
-        .srv
-        .send_to(s3.srv.s3, "GET", "/news-0?list-type=2", &hs, b"")
+        .signed_by(&stranger, "GET", "/news-0?list-type=2", &[], b"")
         .await;
     assert_eq!((r.status, code(&r).as_str()), (403, "InvalidAccessKeyId"));
     // The wrong region.
@@ -384,11 +395,8 @@ async fn bad_input_gets_s3_error_codes() {
         key: s3.signer.key.clone(),
         region: "eu-west-1".into(),
     };
-    let h = elsewhere.headers("GET", &s3.url("/news-0?list-type=2"), &host);
-    let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let r = s3
-        .srv
-        .send_to(s3.srv.s3, "GET", "/news-0?list-type=2", &hs, b"")
+        .signed_by(&elsewhere, "GET", "/news-0?list-type=2", &[], b"")
         .await;
     assert_eq!(
         (r.status, code(&r).as_str()),
@@ -438,14 +446,7 @@ async fn bad_input_gets_s3_error_codes() {
         .await;
     assert_eq!((r.status, code(&r).as_str()), (404, "NoSuchUpload"));
     // A part larger than S3's 5 GiB limit is refused from its header.
-    let created = s3.call("POST", "/news-0/huge.ts?uploads", b"").await;
-    let text = String::from_utf8_lossy(&created.body).into_owned();
-    let id = text
-        .split("<UploadId>")
-        .nth(1)
-        .and_then(|s| s.split("</UploadId>").next())
-        .unwrap()
-        .to_owned();
+    let id = s3.create_upload("/news-0/huge.ts").await;
     let r = s3
         .raw(
             "PUT",
@@ -478,7 +479,8 @@ async fn bad_input_gets_s3_error_codes() {
     );
     // A Content-MD5 that does not match the body.
     let r = s3
-        .raw_with(
+        .signed_by(
+            &s3.signer,
             "PUT",
             "/news-0/md5.ts",
             &[("Content-MD5", "1B2M2Y8AsgTpgAmY7PhCfg==")],
@@ -496,7 +498,8 @@ async fn bad_input_gets_s3_error_codes() {
     // An x-amz-checksum-crc32 that does not match the body (the AWS CLI
     // sends one with every PutObject; see testdata/captures).
     let r = s3
-        .raw_with(
+        .signed_by(
+            &s3.signer,
             "PUT",
             "/news-0/crc.ts",
             &[("x-amz-checksum-crc32", "AAAAAA==")],
@@ -512,7 +515,8 @@ async fn bad_input_gets_s3_error_codes() {
             .exists()
     );
     let r = s3
-        .raw_with(
+        .signed_by(
+            &s3.signer,
             "PUT",
             "/news-0/crc.ts",
             &[("x-amz-checksum-crc32", "BvGDdQ==")],
@@ -521,26 +525,6 @@ async fn bad_input_gets_s3_error_codes() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-amz-checksum-crc32"), Some("BvGDdQ=="));
-}
-
-impl S3 {
-    async fn raw_with(
-        &self,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> Resp {
-        let mut h: Vec<(String, String)> =
-            self.signer.headers(method, &self.url(path), &self.host());
-        h.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.srv.send_to(self.srv.s3, method, path, &hs, body).await
-    }
 }
 
 #[tokio::test]
@@ -572,7 +556,7 @@ async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
         assert_eq!(s3.call("PUT", &path, &seg(fixture)).await.status, 200);
         let path = format!("/news-1/live/a.{index:06}.ts");
         let r = s3
-            .raw_with_signer(&backup, "PUT", &path, &seg(fixture))
+            .signed_by(&backup, "PUT", &path, &[], &seg(fixture))
             .await;
         assert_eq!(r.status, 200);
     }
@@ -614,20 +598,6 @@ async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
         text.contains("tandem_archive_indexes_uncovered_total{archive=\"news\"} 1"),
         "{text}"
     );
-}
-
-impl S3 {
-    async fn raw_with_signer(
-        &self,
-        signer: &Signer,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> Resp {
-        let h = signer.headers(method, &self.url(path), &self.host());
-        let hs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        self.srv.send_to(self.srv.s3, method, path, &hs, body).await
-    }
 }
 
 #[tokio::test]

@@ -339,13 +339,12 @@ impl StagedWrite for LocalWrite {
             let file = self.file.take();
             let (temp, target, key) = (self.temp.clone(), self.target.clone(), self.key.clone());
             self.closed = true;
-            let durable = !self.in_memory;
-            // A body that outgrew memory streamed to disk: its last batch
-            // goes through the pool even in memory, as it may be large.
-            let inline = self.in_memory && self.pending_len <= WRITE_BATCH;
-            let result = maybe_blocking(inline, move || {
+            // At most one batch is still in memory (larger bodies flushed
+            // as they came): in memory, writing it is a copy.
+            let in_memory = self.in_memory;
+            let result = maybe_blocking(in_memory, move || {
                 let file = append_staged(file, &temp, &key, &chunks)?;
-                publish_file(file, &temp, &target, &key, durable)
+                publish_file(file, &temp, &target, &key, !in_memory)
             })
             .await;
             // On success the temp file is now the object; on failure Drop

@@ -68,23 +68,28 @@ fn make_archive(dir: &Path) {
     }
 }
 
-fn verify(t: &Tandem, extra: &[&str]) -> (bool, serde_json::Value, String) {
-    let out = Command::new(bin())
+/// `tandem archive COMMAND s3://news-0/archive/ s3://news-1/archive/ EXTRA…`
+/// on the test's data directory, with no AWS variables from outside.
+fn archive_cmd(t: &Tandem, command: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(bin())
         .arg("--data")
         .arg(&t.data)
         .args([
             "archive",
-            "verify",
+            command,
             "s3://news-0/archive/",
             "s3://news-1/archive/",
-            "--json",
         ])
         .args(extra)
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_ENDPOINT_URL")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn verify(t: &Tandem, extra: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = archive_cmd(t, "verify", &[&["--json"], extra].concat());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let json = stdout
         .lines()
@@ -199,35 +204,13 @@ fn verify_names_each_damaged_file_and_repair_makes_both_buckets_whole() {
         ]
     );
     // The human table says the same.
-    let out = Command::new(bin())
-        .arg("--data")
-        .arg(&t.data)
-        .args([
-            "archive",
-            "verify",
-            "s3://news-0/archive/",
-            "s3://news-1/archive/",
-        ])
-        .output()
-        .unwrap();
+    let out = archive_cmd(&t, "verify", &[]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(table.contains("INCOMPLETE"), "{table}");
 
     // `archive watch` raises the same gap (one pass).
-    let out = Command::new(bin())
-        .arg("--data")
-        .arg(&t.data)
-        .args([
-            "archive",
-            "watch",
-            "s3://news-0/archive/",
-            "s3://news-1/archive/",
-            "--checks",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = archive_cmd(&t, "watch", &["--checks", "1"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert_eq!(said.lines().count(), 1, "{said}");

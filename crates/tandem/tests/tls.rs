@@ -8,17 +8,23 @@ use std::process::Command;
 
 use support::{Tandem, bin, pattern, peer, run};
 
+/// A self-signed certificate for localhost and 127.0.0.1, as PEM files.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    (cert_pem, key_pem)
+}
+
 #[test]
 fn curl_uploads_over_https_with_digest_to_a_self_signed_tandem() {
     if !peer("curl") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let (cert_pem, key_pem) = self_signed(dir.path());
     let data = dir.path().join("data");
     let t = Tandem::start(
         &data,
@@ -79,11 +85,7 @@ fn the_aws_cli_uploads_to_the_s3_listener_over_https() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
-    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let (cert_pem, key_pem) = self_signed(dir.path());
     let t = Tandem::start(
         &dir.path().join("data"),
         &[

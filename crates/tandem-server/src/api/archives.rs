@@ -133,18 +133,7 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     admin(&st, &headers)?;
-    let id = archive_id(&id)?;
-    let spec = st
-        .db
-        .list_archives()?
-        .into_iter()
-        .find(|s| s.id == id.as_str())
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                format!("archive {id} does not exist"),
-            )
-        })?;
+    let spec = st.db.archive(&archive_id(&id)?)?;
     Ok(axum::Json(view(&st, &spec)).into_response())
 }
 
@@ -167,12 +156,7 @@ pub(super) async fn events(
 ) -> Result<Response, ApiError> {
     admin(&st, &headers)?;
     let id = archive_id(&id)?;
-    if !st.db.list_archives()?.iter().any(|s| s.id == id.as_str()) {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("archive {id} does not exist"),
-        ));
-    }
+    st.db.archive(&id)?;
     let events = st.archive_watches.events(id.as_str());
     Ok(axum::Json(serde_json::json!({ "events": events })).into_response())
 }

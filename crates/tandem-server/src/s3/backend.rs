@@ -19,6 +19,40 @@ use super::objects::{
 };
 use super::{KeyRing, Principal};
 
+/// What a client announced about a body: Content-MD5, `x-amz-checksum-*`,
+/// the checksum algorithm and the length, from any s3s input that has them.
+macro_rules! expected {
+    ($input:expr) => {
+        Expected {
+            content_md5: $input.content_md5,
+            checksums: Checksums {
+                crc32: $input.checksum_crc32,
+                crc32c: $input.checksum_crc32c,
+                sha1: $input.checksum_sha1,
+                sha256: $input.checksum_sha256,
+                crc64nvme: $input.checksum_crc64nvme,
+            },
+            algorithm: $input.checksum_algorithm,
+            content_length: $input.content_length,
+        }
+    };
+}
+
+/// An s3s output struct with its five checksum fields taken from `$c`.
+macro_rules! with_checksums {
+    ($c:expr, $ty:ident { $($rest:tt)* }) => {{
+        let c: Checksums = $c;
+        $ty {
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_crc64nvme: c.crc64nvme,
+            $($rest)*
+        }
+    }};
+}
+
 /// The smallest part S3 accepts, except the last.
 const MIN_PART: u64 = 5 * 1024 * 1024;
 const MAX_PARTS: i32 = 10_000;
@@ -117,7 +151,7 @@ impl TandemS3 {
         Ok((info, meta.modified))
     }
 
-    /// Publishes a received body and its metadata record.
+    /// Publishes a received body, then its metadata record.
     async fn publish(
         &self,
         paths: &ObjectPaths,
@@ -126,15 +160,29 @@ impl TandemS3 {
         content_type: Option<String>,
         metadata: BTreeMap<String, String>,
     ) -> S3Result<ObjectInfo> {
-        let size = received.size;
         let committed = received.staged.commit().await.map_err(store_err)?;
         let info = ObjectInfo {
             etag,
-            size,
-            store_etag: committed.meta.etag,
             content_type,
             metadata,
             checksums: received.checksums,
+            ..Default::default()
+        };
+        self.record(paths, committed, info).await
+    }
+
+    /// Writes the metadata record of bytes just published, tying it to
+    /// them by size and the store's validator.
+    async fn record(
+        &self,
+        paths: &ObjectPaths,
+        committed: tandem_store::Committed,
+        info: ObjectInfo,
+    ) -> S3Result<ObjectInfo> {
+        let info = ObjectInfo {
+            size: committed.meta.size,
+            store_etag: committed.meta.etag,
+            ..info
         };
         write_json(&self.store, &paths.meta, &info).await?;
         Ok(info)
@@ -145,11 +193,19 @@ impl TandemS3 {
             .map_err(|_| s3_error!(NoSuchUpload, "The specified upload does not exist"))
     }
 
+    /// A file of an upload: `upload.json`, or part `n`'s `.part` / `.json`.
+    fn upload_file(upload_id: &str, name: &str) -> S3Result<ObjectPath> {
+        Self::upload_dir(upload_id)?
+            .join(name)
+            .map_err(|e| s3_error!(InternalError, "{e}"))
+    }
+
+    fn part_file(upload_id: &str, n: i32, ext: &str) -> S3Result<ObjectPath> {
+        Self::upload_file(upload_id, &format!("{n:05}.{ext}"))
+    }
+
     async fn upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Upload> {
-        let dir = Self::upload_dir(upload_id)?;
-        let path = dir
-            .join("upload.json")
-            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let path = Self::upload_file(upload_id, "upload.json")?;
         match read_json::<Upload>(&self.store, &path).await? {
             Some(u) if u.bucket == bucket && u.key == key => Ok(u),
             _ => Err(s3_error!(
@@ -222,10 +278,6 @@ fn preconditions(
         return Err(e);
     }
     Ok(())
-}
-
-fn checksums_into<T>(c: &Checksums, set: impl FnOnce(Checksums) -> T) -> T {
-    set(c.clone())
 }
 
 #[async_trait::async_trait]
@@ -321,18 +373,7 @@ impl S3 for TandemS3 {
         let input = req.input;
         self.bucket_exists(&input.bucket).await?;
         let paths = object_paths(&input.bucket, &input.key)?;
-        let expected = Expected {
-            content_md5: input.content_md5,
-            checksums: Checksums {
-                crc32: input.checksum_crc32,
-                crc32c: input.checksum_crc32c,
-                sha1: input.checksum_sha1,
-                sha256: input.checksum_sha256,
-                crc64nvme: input.checksum_crc64nvme,
-            },
-            algorithm: input.checksum_algorithm,
-            content_length: input.content_length,
-        };
+        let expected = expected!(input);
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures_util::stream::empty::<
                 Result<bytes::Bytes, std::io::Error>,
@@ -349,16 +390,13 @@ impl S3 for TandemS3 {
                 user_metadata(input.metadata),
             )
             .await?;
-        let c = info.checksums;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(quoted(&info.etag)),
-            checksum_crc32: c.crc32,
-            checksum_crc32c: c.crc32c,
-            checksum_sha1: c.sha1,
-            checksum_sha256: c.sha256,
-            checksum_crc64nvme: c.crc64nvme,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            info.checksums,
+            PutObjectOutput {
+                e_tag: Some(quoted(&info.etag)),
+                ..Default::default()
+            }
+        )))
     }
 
     async fn get_object(
@@ -395,30 +433,31 @@ impl S3 for TandemS3 {
         } else {
             Checksums::default()
         };
-        Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(body)),
-            content_length: i64::try_from(len).ok(),
-            content_range: range.map(|r| {
-                format!(
-                    "bytes {}-{}/{}",
-                    r.start,
-                    r.end.saturating_sub(1),
-                    meta.size
-                )
-            }),
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(quoted(&info.etag)),
-            last_modified: Some(Timestamp::from(modified)),
-            content_type: info.content_type.clone(),
-            metadata: (!info.metadata.is_empty())
-                .then(|| info.metadata.clone().into_iter().collect()),
-            checksum_crc32: c.crc32,
-            checksum_crc32c: c.crc32c,
-            checksum_sha1: c.sha1,
-            checksum_sha256: c.sha256,
-            checksum_crc64nvme: c.crc64nvme,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            c,
+            GetObjectOutput {
+                body: Some(StreamingBlob::wrap(body)),
+                content_length: i64::try_from(len).ok(),
+                content_range: range.map(|r| {
+                    format!(
+                        "bytes {}-{}/{}",
+                        r.start,
+                        r.end.saturating_sub(1),
+                        meta.size
+                    )
+                }),
+                accept_ranges: Some("bytes".into()),
+                e_tag: Some(quoted(&info.etag)),
+                last_modified: Some(Timestamp::from(modified)),
+                content_type: info.content_type.clone(),
+                metadata: (!info.metadata.is_empty()).then(|| info
+                    .metadata
+                    .clone()
+                    .into_iter()
+                    .collect()),
+                ..Default::default()
+            }
+        )))
     }
 
     async fn head_object(
@@ -635,9 +674,7 @@ impl S3 for TandemS3 {
             content_type: input.content_type.map(|c| c.to_string()),
             metadata: user_metadata(input.metadata),
         };
-        let path = Self::upload_dir(&upload_id)?
-            .join("upload.json")
-            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let path = Self::upload_file(&upload_id, "upload.json")?;
         write_json(&self.store, &path, &upload).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
@@ -662,26 +699,10 @@ impl S3 for TandemS3 {
         }
         self.upload(&input.upload_id, &input.bucket, &input.key)
             .await?;
-        let dir = Self::upload_dir(&input.upload_id)?;
         let n = input.part_number;
-        let data = dir
-            .join(&format!("{n:05}.part"))
-            .map_err(|e| s3_error!(InternalError, "{e}"))?;
-        let meta = dir
-            .join(&format!("{n:05}.json"))
-            .map_err(|e| s3_error!(InternalError, "{e}"))?;
-        let expected = Expected {
-            content_md5: input.content_md5,
-            checksums: Checksums {
-                crc32: input.checksum_crc32,
-                crc32c: input.checksum_crc32c,
-                sha1: input.checksum_sha1,
-                sha256: input.checksum_sha256,
-                crc64nvme: input.checksum_crc64nvme,
-            },
-            algorithm: input.checksum_algorithm,
-            content_length: input.content_length,
-        };
+        let data = Self::part_file(&input.upload_id, n, "part")?;
+        let meta = Self::part_file(&input.upload_id, n, "json")?;
+        let expected = expected!(input);
         let body = input
             .body
             .ok_or_else(|| s3_error!(IncompleteBody, "UploadPart needs a body"))?;
@@ -697,15 +718,13 @@ impl S3 for TandemS3 {
             checksums: checksums.clone(),
         };
         write_json(&self.store, &meta, &part).await?;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(quoted(&etag)),
-            checksum_crc32: checksums.crc32,
-            checksum_crc32c: checksums.crc32c,
-            checksum_sha1: checksums.sha1,
-            checksum_sha256: checksums.sha256,
-            checksum_crc64nvme: checksums.crc64nvme,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            checksums,
+            UploadPartOutput {
+                e_tag: Some(quoted(&etag)),
+                ..Default::default()
+            }
+        )))
     }
 
     async fn complete_multipart_upload(
@@ -738,9 +757,7 @@ impl S3 for TandemS3 {
                 ));
             }
             prev = n;
-            let meta = dir
-                .join(&format!("{n:05}.json"))
-                .map_err(|e| s3_error!(InternalError, "{e}"))?;
+            let meta = Self::part_file(&input.upload_id, n, "json")?;
             let info: PartInfo = read_json(&self.store, &meta)
                 .await?
                 .ok_or_else(|| s3_error!(InvalidPart, "Part {n} was not uploaded"))?;
@@ -765,19 +782,16 @@ impl S3 for TandemS3 {
         }
         let paths = object_paths(&input.bucket, &input.key)?;
         let mut whole_md5 = Md5::new();
-        let mut total = 0u64;
         for (_, info) in &parts {
             let raw = decode_hex(&info.etag).ok_or_else(|| s3_error!(InternalError))?;
             whole_md5.update(&raw);
-            total += info.size;
         }
         // One object from the parts, published whole: nothing is visible
         // until all of it is in place.
         let part_paths = parts
             .iter()
-            .map(|(n, _)| dir.join(&format!("{n:05}.part")))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| s3_error!(InternalError, "{e}"))?;
+            .map(|(n, _)| Self::part_file(&input.upload_id, *n, "part"))
+            .collect::<S3Result<Vec<_>>>()?;
         let committed = self
             .store
             .concat(&part_paths, &paths.data)
@@ -789,24 +803,15 @@ impl S3 for TandemS3 {
                 ),
                 other => store_err(other),
             })?;
-        if committed.meta.size != total {
-            return Err(s3_error!(
-                InternalError,
-                "The stored parts changed while the upload was completed"
-            ));
-        }
-        let etag = format!("{}-{}", hex(&whole_md5.finalize()), parts.len());
         // A multipart object has no whole-object checksum of the kinds a
         // single PUT carries.
         let info = ObjectInfo {
-            etag,
-            size: total,
-            store_etag: committed.meta.etag,
+            etag: format!("{}-{}", hex(&whole_md5.finalize()), parts.len()),
             content_type: upload.content_type,
             metadata: upload.metadata,
-            checksums: Checksums::default(),
+            ..Default::default()
         };
-        write_json(&self.store, &paths.meta, &info).await?;
+        let info = self.record(&paths, committed, info).await?;
         if let Err(e) = self.store.delete(&dir).await {
             tracing::warn!(upload = %input.upload_id, error = %e, "completed upload's parts not removed");
         }
@@ -868,17 +873,15 @@ impl S3 for TandemS3 {
         let parts = parts
             .into_iter()
             .map(|(n, info)| {
-                checksums_into(&info.checksums, |c| Part {
-                    part_number: Some(n),
-                    e_tag: Some(quoted(&info.etag)),
-                    size: i64::try_from(info.size).ok(),
-                    last_modified: Some(from_unix(info.modified_unix)),
-                    checksum_crc32: c.crc32,
-                    checksum_crc32c: c.crc32c,
-                    checksum_sha1: c.sha1,
-                    checksum_sha256: c.sha256,
-                    checksum_crc64nvme: c.crc64nvme,
-                })
+                with_checksums!(
+                    info.checksums,
+                    Part {
+                        part_number: Some(n),
+                        e_tag: Some(quoted(&info.etag)),
+                        size: i64::try_from(info.size).ok(),
+                        last_modified: Some(from_unix(info.modified_unix)),
+                    }
+                )
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {

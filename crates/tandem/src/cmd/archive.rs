@@ -17,39 +17,21 @@ use tandem_server::api::archives::{ArchiveView, archive_view};
 use tandem_server::registry::new_archive_spec;
 use tandem_ts::{FileFacts, ListedFile, NamePattern, Report, Side, SideListing};
 
-use super::control::{Target, api_call, choose_target, open_db, output};
+use super::control::{ControlArgs, Target, api_call, choose_target, open_db, output};
 use crate::s3client::S3Client;
 
 #[derive(Debug, Args)]
 pub struct ArchiveArgs {
-    /// A running server's base URL, e.g. http://127.0.0.1:8080.
-    #[arg(long, global = true, env = "TANDEM_SERVER")]
-    server: Option<String>,
-    /// The admin token for --server. [default: the data directory's]
-    #[arg(long, global = true, env = "TANDEM_TOKEN")]
-    token: Option<String>,
-    /// Print JSON.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    control: ControlArgs,
     #[command(subcommand)]
     command: ArchiveCommand,
 }
 
 #[derive(Debug, Subcommand)]
 enum ArchiveCommand {
-    /// Create an archive pair: buckets ID-0 and ID-1, a key pair for each.
-    Create {
-        id: String,
-        /// The encoder's rollover interval in seconds, if known.
-        #[arg(long)]
-        rollover: Option<u64>,
-    },
-    /// List archive pairs.
-    List,
-    /// Show an archive pair's buckets and keys.
-    Show { id: String },
-    /// Delete an archive pair and both buckets' contents.
-    Delete { id: String },
+    #[command(flatten)]
+    Manage(ManageCommand),
     /// Check that every archive file is whole in at least one bucket.
     /// Exits 0 when every index from first to last is covered, 1 otherwise.
     Verify(VerifyArgs),
@@ -65,6 +47,24 @@ enum ArchiveCommand {
         #[arg(long)]
         checks: Option<u64>,
     },
+}
+
+/// The commands that go through the control API or the database.
+#[derive(Debug, Subcommand)]
+enum ManageCommand {
+    /// Create an archive pair: buckets ID-0 and ID-1, a key pair for each.
+    Create {
+        id: String,
+        /// The encoder's rollover interval in seconds, if known.
+        #[arg(long)]
+        rollover: Option<u64>,
+    },
+    /// List archive pairs.
+    List,
+    /// Show an archive pair's buckets and keys.
+    Show { id: String },
+    /// Delete an archive pair and both buckets' contents.
+    Delete { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -104,21 +104,26 @@ pub fn run(
         .and_then(|s| s.s3_endpoint)
         .or_else(|| cfg.s3_endpoint())
         .unwrap_or_else(|| "http://127.0.0.1:9000".to_owned());
-    match args.command {
+    let region = cfg.s3.region.clone();
+    let command = match args.command {
         ArchiveCommand::Verify(v) => {
-            return verify_cmd(&data, &endpoint, &cfg.s3.region, &v, args.json);
+            return verify_cmd(&data, &endpoint, &region, &v, args.control.json);
         }
         ArchiveCommand::Watch {
             verify,
             every,
             checks,
-        } => return watch(&data, &endpoint, &cfg.s3.region, &verify, every, checks),
-        _ => {}
-    }
-    let target = choose_target(&data, &cfg.base_url(), args.server, args.token)?;
-    let region = cfg.s3.region.clone();
-    match args.command {
-        ArchiveCommand::Create { id, rollover } => {
+        } => return watch(&data, &endpoint, &region, &verify, every, checks),
+        ArchiveCommand::Manage(m) => m,
+    };
+    let target = choose_target(
+        &data,
+        &cfg.base_url(),
+        args.control.server,
+        args.control.token,
+    )?;
+    match command {
+        ManageCommand::Create { id, rollover } => {
             let aid = ArchiveId::parse(&id)?;
             let view = match &target {
                 Target::Api { .. } => {
@@ -133,9 +138,9 @@ pub fn run(
                     archive_view(&spec, &endpoint, &region)
                 }
             };
-            output(args.json, &view, || print_archive(&view))?;
+            output(args.control.json, &view, || print_archive(&view))?;
         }
-        ArchiveCommand::List => {
+        ManageCommand::List => {
             let views: Vec<ArchiveView> = match &target {
                 Target::Api { .. } => {
                     serde_json::from_str(&api_call(&target, "GET", "/api/v1/archives", None)?.1)?
@@ -146,7 +151,7 @@ pub fn run(
                     .map(|s| archive_view(s, &endpoint, &region))
                     .collect(),
             };
-            output(args.json, &views, || {
+            output(args.control.json, &views, || {
                 if views.is_empty() {
                     println!("no archive pairs; create one with 'tandem archive create ID'");
                 }
@@ -157,24 +162,19 @@ pub fn run(
                 }
             })?;
         }
-        ArchiveCommand::Show { id } => {
+        ManageCommand::Show { id } => {
             let aid = ArchiveId::parse(&id)?;
             let view: ArchiveView = match &target {
                 Target::Api { .. } => serde_json::from_str(
                     &api_call(&target, "GET", &format!("/api/v1/archives/{aid}"), None)?.1,
                 )?,
                 Target::Database { data, .. } => {
-                    let spec = open_db(data)?
-                        .list_archives()?
-                        .into_iter()
-                        .find(|s| s.id == aid.as_str())
-                        .with_context(|| format!("archive {aid} does not exist"))?;
-                    archive_view(&spec, &endpoint, &region)
+                    archive_view(&open_db(data)?.archive(&aid)?, &endpoint, &region)
                 }
             };
-            output(args.json, &view, || print_archive(&view))?;
+            output(args.control.json, &view, || print_archive(&view))?;
         }
-        ArchiveCommand::Delete { id } => {
+        ManageCommand::Delete { id } => {
             let aid = ArchiveId::parse(&id)?;
             match &target {
                 Target::Api { .. } => {
@@ -186,11 +186,10 @@ pub fn run(
                     }
                 }
             }
-            if !args.json {
+            if !args.control.json {
                 println!("deleted archive {aid}");
             }
         }
-        ArchiveCommand::Verify(_) | ArchiveCommand::Watch { .. } => {}
     }
     Ok(0)
 }
@@ -384,7 +383,7 @@ fn watch(
             if due && r.covered_by == tandem_ts::Coverage::None && reported.insert(r.index) {
                 println!(
                     "{} index {} is whole in neither bucket (primary {}, backup {})",
-                    tandem_server_time(),
+                    stamp(),
                     r.index,
                     r.primary,
                     r.backup
@@ -399,7 +398,8 @@ fn watch(
     }
 }
 
-fn tandem_server_time() -> String {
+/// `[seconds since the epoch]`, for watch lines.
+fn stamp() -> String {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 
-use super::control::{Target, api_call, choose_target, open_db, output};
+use super::control::{ControlArgs, Target, api_call, choose_target, open_db, output};
 use clap::{Args, Subcommand};
 use tandem_core::ChannelId;
 use tandem_server::DataDir;
@@ -21,15 +21,8 @@ use tandem_store::Store;
 
 #[derive(Debug, Args)]
 pub struct ChannelArgs {
-    /// A running server's base URL, e.g. http://127.0.0.1:8080.
-    #[arg(long, global = true, env = "TANDEM_SERVER")]
-    server: Option<String>,
-    /// The admin token for --server. [default: the data directory's]
-    #[arg(long, global = true, env = "TANDEM_TOKEN")]
-    token: Option<String>,
-    /// Print the API's JSON.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    control: ControlArgs,
     #[command(subcommand)]
     command: ChannelCommand,
 }
@@ -53,19 +46,24 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let cfg = super::server_config(data, config, std::env::var("TANDEM_LISTEN").ok(), None)?;
     let data = DataDir::new(cfg.data_dir.clone());
-    let target = choose_target(&data, &cfg.base_url(), args.server, args.token)?;
+    let target = choose_target(
+        &data,
+        &cfg.base_url(),
+        args.control.server,
+        args.control.token,
+    )?;
     match args.command {
         ChannelCommand::Create { id } => {
             let view = create(&target, &id)?;
-            output(args.json, &view, || print_channel(&view))
+            output(args.control.json, &view, || print_channel(&view))
         }
         ChannelCommand::Show { id } => {
             let view = show(&target, &id)?;
-            output(args.json, &view, || print_channel(&view))
+            output(args.control.json, &view, || print_channel(&view))
         }
         ChannelCommand::List => {
             let views = list(&target)?;
-            output(args.json, &views, || {
+            output(args.control.json, &views, || {
                 if views.is_empty() {
                     println!("no channels; create one with 'tandem channel create ID'");
                 }
@@ -91,7 +89,7 @@ pub fn run(
         }
         ChannelCommand::Delete { id } => {
             delete(&target, &id)?;
-            if !args.json {
+            if !args.control.json {
                 println!("deleted channel {id}");
             }
             Ok(())

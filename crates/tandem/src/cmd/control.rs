@@ -6,6 +6,21 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tandem_server::{ChannelDb, DataDir, RegistryError};
 
+/// Where a management command goes and how it prints; shared by
+/// `tandem channel` and `tandem archive`.
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    /// A running server's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, global = true, env = "TANDEM_SERVER")]
+    pub server: Option<String>,
+    /// The admin token for --server. [default: the data directory's]
+    #[arg(long, global = true, env = "TANDEM_TOKEN")]
+    pub token: Option<String>,
+    /// Print JSON (the control API's, where the command has one).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
 /// Where the command is carried out.
 pub enum Target {
     Api {
