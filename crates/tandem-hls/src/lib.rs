@@ -13,5 +13,9 @@ pub mod merge;
 pub mod naming;
 pub mod playlist;
 
-pub use merge::{Event, InputState, MergeConfig, RenditionMerge, SwitchReason};
-pub use playlist::{MediaPlaylist, PlaylistError, Segment, is_multivariant, parse_media};
+pub use merge::{
+    Event, InputState, MergeConfig, RenditionMerge, RestoreError, SavedMerge, SwitchReason,
+};
+pub use playlist::{
+    MediaPlaylist, PlaylistError, Segment, is_multivariant, parse_media, referenced_uris,
+};

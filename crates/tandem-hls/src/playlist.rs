@@ -143,6 +143,37 @@ pub fn is_multivariant(text: &str) -> bool {
         .any(|l| l.trim_start().starts_with("#EXT-X-STREAM-INF"))
 }
 
+/// The URIs a playlist's text refers to: every `URI="…"` attribute of a
+/// tag (`EXT-X-MAP`, `EXT-X-KEY`, `EXT-X-MEDIA`, `EXT-X-I-FRAME-STREAM-INF`,
+/// `EXT-X-SESSION-KEY` …) and, when `with_uri_lines`, every URI line (the
+/// variants of a multivariant playlist). In order of appearance.
+pub fn referenced_uris(text: &str, with_uri_lines: bool) -> Vec<&str> {
+    let mut uris = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() {
+            continue;
+        }
+        if !line.starts_with('#') {
+            if with_uri_lines {
+                uris.push(line);
+            }
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("URI=\"") {
+            // An attribute name starts the list or follows a comma or colon.
+            let starts_attr = at == 0 || matches!(rest.as_bytes().get(at - 1), Some(b',' | b':'));
+            let after = &rest[at + 5..];
+            let Some(end) = after.find('"') else { break };
+            if starts_attr {
+                uris.push(&after[..end]);
+            }
+            rest = &after[end + 1..];
+        }
+    }
+    uris
+}
+
 fn tag_value<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
     line.strip_prefix(tag)?.strip_prefix(':')
 }
@@ -382,6 +413,19 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn referenced_uris_are_the_uri_attributes_and_optionally_the_uri_lines() {
+        let text = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\",BYTERANGE=\"10@0\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"k/1.key\",IV=0x1\n#EXT-X-FOO:XURI=\"no\"\n#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"s\",NAME=\"en\",URI=\"subs/en.m3u8\"\nv1/index.m3u8\n";
+        assert_eq!(
+            super::referenced_uris(text, false),
+            ["init.mp4", "k/1.key", "subs/en.m3u8"]
+        );
+        assert_eq!(
+            super::referenced_uris(text, true),
+            ["init.mp4", "k/1.key", "subs/en.m3u8", "v1/index.m3u8"]
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

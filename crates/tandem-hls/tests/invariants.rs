@@ -1,6 +1,7 @@
 //! For any schedule of segment arrivals, late or missing uploads, stalls,
-//! restarts, ends and clock steps on two pipelines, every playlist the
-//! engine produces keeps the output contract.
+//! encoder restarts, ends, clock steps and restarts of the process itself
+//! (state saved, engine rebuilt), every playlist the engine produces keeps
+//! the output contract: nothing goes out twice, nothing goes back in time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
@@ -25,6 +26,9 @@ enum Op {
     End { p: usize, short: bool },
     /// Time passes with no input.
     Tick { ms: u64 },
+    /// The process restarts: the engine's state is saved as JSON and a new
+    /// engine continues from it.
+    Reboot,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2usize).prop_map(|p| Op::Restart { p }),
         1 => (0..2usize, any::<bool>()).prop_map(|(p, short)| Op::End { p, short }),
         3 => (1u64..8000).prop_map(|ms| Op::Tick { ms }),
+        1 => Just(Op::Reboot),
     ]
 }
 
@@ -99,7 +104,12 @@ proptest! {
         let base = pdt.then_some(1_795_579_200_000i64);
         let mut enc: Vec<Encoder> = (0..2).map(|_| Encoder { epoch: 0, next: 0, window, pdt_base: base, incomplete: vec![], ended: false, short_last: false }).collect();
         let mut stored: HashSet<(usize, String)> = HashSet::new();
-        let mut seen: HashMap<u64, (String, f64)> = HashMap::new();
+        let mut seen: HashMap<u64, (String, f64, Option<i64>)> = HashMap::new();
+        // Until an encoder restarts, both pipelines number the same
+        // moments identically: each number goes out once, whichever
+        // pipeline carries it, and never after a later one.
+        let mut restarted = false;
+        let mut moments: HashMap<u64, u64> = HashMap::new();
         let mut last_msn: Option<u64> = None;
         let mut last_dsn = 0u64;
         let mut target: Option<u64> = None;
@@ -147,7 +157,17 @@ proptest! {
                     e.short_last = false;
                     e.incomplete.clear();
                     e.pdt_base = base.map(|b| b + 1000 * (now - t0).as_millis() as i64);
+                    restarted = true;
                     continue;
+                }
+                Op::Reboot => {
+                    let json = serde_json::to_string(&m.save()).unwrap();
+                    let saved: tandem_hls::SavedMerge = serde_json::from_str(&json).unwrap();
+                    let before = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)).map(|p| p.serialize());
+                    m = RenditionMerge::restore(m.config().clone(), &saved, now).unwrap();
+                    let after = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)).map(|p| p.serialize());
+                    prop_assert_eq!(before, after, "a restored engine serves the same playlist");
+                    Vec::new()
                 }
                 Op::End { p, short } => {
                     let e = &mut enc[p];
@@ -196,9 +216,21 @@ proptest! {
             for (i, s) in pl.segments.iter().enumerate() {
                 let msn = pl.media_sequence + i as u64;
                 // A segment keeps its URI, duration and position.
-                let first = seen.entry(msn).or_insert_with(|| (s.uri.clone(), s.duration));
+                let first = seen.entry(msn).or_insert_with(|| (s.uri.clone(), s.duration, s.program_date_time));
                 prop_assert_eq!(&first.0, &s.uri);
                 prop_assert_eq!(first.1, s.duration);
+                // Program date-times strictly increase along the output:
+                // no moment goes out twice, none goes back in time.
+                if let (Some(t), Some((_, _, Some(prev)))) = (s.program_date_time, msn.checked_sub(1).and_then(|p| seen.get(&p))) {
+                    prop_assert!(t > *prev, "output {} starts at {} after {} at {}", msn, t, msn - 1, prev);
+                }
+                if let Some(k) = s.uri.split_once("/e0s").and_then(|(_, k)| k.strip_suffix(".ts")).and_then(|k| k.parse::<u64>().ok()).filter(|_| !restarted) {
+                    let at = *moments.entry(k).or_insert(msn);
+                    prop_assert_eq!(at, msn, "moment {} went out at {} and at {}", k, at, msn);
+                    if let Some((&later, &pos)) = moments.iter().find(|(l, p)| **l > k && **p < msn) {
+                        prop_assert!(false, "moment {} went out at {} after moment {} at {}", k, msn, later, pos);
+                    }
+                }
                 // Only complete segments are named.
                 let (p, uri) = s.uri.split_once('/').unwrap();
                 let p: usize = p.trim_start_matches('p').parse().unwrap();

@@ -93,6 +93,21 @@ impl H {
         self.m.check_invariants();
     }
 
+    /// The process restarts at `secs`: the state is saved as JSON, as the
+    /// output driver keeps it, and a new engine continues from it.
+    fn restart(&mut self, secs: f64) {
+        let json = serde_json::to_string(&self.m.save()).unwrap();
+        let saved: tandem_hls::SavedMerge = serde_json::from_str(&json).unwrap();
+        let before = self.out();
+        self.m = RenditionMerge::restore(self.m.config().clone(), &saved, self.at(secs)).unwrap();
+        self.m.check_invariants();
+        assert_eq!(
+            self.out(),
+            before,
+            "a restored engine serves the same playlist"
+        );
+    }
+
     fn tick(&mut self, secs: f64) {
         let ev = self.m.on_tick(self.at(secs));
         self.events.extend(ev);
@@ -544,6 +559,155 @@ fn a_skipped_segment_brings_back_nothing_older() {
     assert!(
         h.events.iter().any(
             |e| matches!(e, Event::SegmentMissing { source_uri, .. } if source_uri == "a1.ts")
+        )
+    );
+}
+
+/// Playlist text for the restore scenarios (no PDT).
+const HEAD: &str = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n";
+
+#[test]
+fn a_restored_engine_continues_the_same_input_without_a_discontinuity_or_a_repeat() {
+    for e in [Encoder::plain(), Encoder::pdt(0)] {
+        let mut h = H::new(MergeConfig::default());
+        run_both(&mut h, &e, &e, 0, 4);
+        h.restart(9.0);
+        // The encoders carry on; their playlists still list 2..=4, which
+        // went out before the restart.
+        for k in 5..=6 {
+            let t = 2.0 * k as f64;
+            h.feed(t, P0, &e.playlist(0, k), &[]);
+            h.feed(t + 0.1, P1, &e.playlist(0, k), &[]);
+        }
+        let out = h.out();
+        let expected = "#EXT-X-MEDIA-SEQUENCE:4\n".to_owned()
+            + "#EXTINF:2.000,\np0/a4.ts\n#EXTINF:2.000,\np0/a5.ts\n#EXTINF:2.000,\np0/a6.ts\n";
+        let body = out
+            .split_once("#EXT-X-MEDIA-SEQUENCE")
+            .map(|(_, b)| b)
+            .unwrap();
+        let body = body
+            .lines()
+            .filter(|l| !l.starts_with("#EXT-X-PROGRAM-DATE-TIME"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
+        assert_eq!(format!("#EXT-X-MEDIA-SEQUENCE{body}"), expected, "{out}");
+        assert!(out.starts_with(HEAD));
+        assert_eq!(h.switches().len(), 1, "the restart switches nothing");
+    }
+}
+
+#[test]
+fn a_restored_engine_marks_segments_that_passed_while_it_was_down_with_one_discontinuity() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    run_both(&mut h, &e, &e, 0, 4);
+    h.restart(9.0);
+    // Down from t = 9 to t = 20: segments 5..=7 were sent to nobody.
+    h.feed(20.0, P0, &e.playlist(0, 10), &[]);
+    h.feed(20.1, P1, &e.playlist(0, 10), &[]);
+    assert_eq!(
+        h.out(),
+        format!(
+            "{HEAD}#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np0/a8.ts\n#EXTINF:2.000,\np0/a9.ts\n#EXTINF:2.000,\np0/a10.ts\n"
+        )
+    );
+    h.feed(22.0, P0, &e.playlist(0, 11), &[]);
+    assert!(
+        h.out().ends_with("p0/a10.ts\n#EXTINF:2.000,\np0/a11.ts\n"),
+        "{}",
+        h.out()
+    );
+    assert!(
+        h.out().contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"),
+        "{}",
+        h.out()
+    );
+}
+
+#[test]
+fn a_restored_engine_sees_encoders_that_restarted_while_it_was_down() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    run_both(&mut h, &e, &e, 0, 4);
+    h.restart(9.0);
+    // Both encoders restarted meanwhile and count from 0 again, with the
+    // same file names: what they list now is new content.
+    h.feed(9.5, P0, &e.playlist(0, 1), &[]);
+    h.feed(9.6, P1, &e.playlist(0, 1), &[]);
+    assert_eq!(
+        h.out(),
+        format!(
+            "{HEAD}#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:2.000,\np0/a4.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np0/a0.ts\n#EXTINF:2.000,\np0/a1.ts\n"
+        )
+    );
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::InputRestarted { pipeline: P0, .. }))
+    );
+}
+
+#[test]
+fn a_restored_engine_switches_to_the_standby_only_after_the_loss_threshold() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    run_both(&mut h, &e, &e, 0, 4);
+    h.restart(9.0);
+    // Only pipeline 1 reconnects; pipeline 0 counts as advancing at the
+    // restart, so the output waits 1.5 target durations from there.
+    h.feed(10.1, P1, &e.playlist(0, 5), &[]);
+    h.tick(11.9);
+    assert!(h.out().ends_with("p0/a4.ts\n"), "{}", h.out());
+    h.tick(12.0);
+    assert_eq!(
+        h.out(),
+        format!(
+            "{HEAD}#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:2.000,\np0/a3.ts\n#EXTINF:2.000,\np0/a4.ts\n#EXTINF:2.000,\np1/a5.ts\n"
+        )
+    );
+    assert_eq!(
+        h.switches().last(),
+        Some(&(Some(P0), P1, SwitchReason::Stalled, false))
+    );
+}
+
+/// After a restore every pipeline re-announces segments from before it,
+/// as if new. Those that went out before must not go out again, even from
+/// a pipeline on another timeline, where arrival order is no guide.
+#[test]
+fn a_restored_engine_never_sends_out_again_what_went_out_before() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    run_both(&mut h, &e, &e, 0, 4);
+    // P1's encoder restarts (c0.ts, media sequence 0); P0 stalls; the
+    // output moves to P1's new timeline.
+    let restarted = |k: u64| {
+        let mut t = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n".to_owned();
+        for i in 0..=k {
+            t.push_str(&format!("#EXTINF:2.000,\nc{i}.ts\n"));
+        }
+        t
+    };
+    h.feed(9.0, P1, &restarted(0), &[]);
+    h.tick(11.0);
+    h.feed(11.5, P1, &restarted(1), &[]);
+    // P0 is back with its old numbering (an outage, not a restart).
+    h.feed(12.0, P0, &e.playlist(0, 5), &[]);
+    assert!(
+        h.out().ends_with("p1/c0.ts\n#EXTINF:2.000,\np1/c1.ts\n"),
+        "{}",
+        h.out()
+    );
+    h.restart(12.5);
+    // P0 lists a4 (out before at position 4), a5, a6; P1 is gone.
+    h.feed(13.0, P0, &e.playlist(0, 6), &[]);
+    h.tick(15.5);
+    assert_eq!(
+        h.out(),
+        format!(
+            "{HEAD}#EXT-X-MEDIA-SEQUENCE:6\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXTINF:2.000,\np1/c1.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\np0/a5.ts\n#EXTINF:2.000,\np0/a6.ts\n"
         )
     );
 }

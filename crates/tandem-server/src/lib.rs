@@ -14,10 +14,12 @@
 //! - [`metrics`]: Prometheus exposition.
 //! - [`listener`]: plain and TLS accept loop, graceful shutdown.
 //! - [`datadir`]: what lives where in the data directory.
+//! - [`clock`]: wall-clock and monotonic time, injected.
 
 pub mod api;
 pub mod archive_watch;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod datadir;
 mod error;
@@ -48,20 +50,7 @@ pub use config::ServerConfig;
 pub use datadir::DataDir;
 pub use registry::{ChannelDb, RegistryError};
 
-/// Wall-clock time, injected so tests can move it.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now(&self) -> SystemTime;
-}
-
-/// The operating system's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
-    }
-}
+pub use clock::{Clock, ManualClock, SystemClock};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -202,8 +191,13 @@ impl AppState {
                 .map_or(defaults.hold_down, std::time::Duration::from_secs),
             ..defaults
         };
-        self.outputs
-            .start(&ch.id, self.store.clone(), cfg, self.cfg.output_grace);
+        self.outputs.start(
+            &ch.id,
+            self.store.clone(),
+            self.clock.clone(),
+            cfg,
+            self.cfg.output_grace,
+        );
     }
 
     /// Makes sure both input roots exist, so PROPFIND answers before the
@@ -426,6 +420,10 @@ impl Server {
             let _ = stop_tx.send(true);
         };
         tokio::join!(main, s3, signal);
+        // Cancelled above; gone once awaited, with its hold on the state.
+        let _ = watch.await;
+        // Ingest has drained: each output saves its last step and stops.
+        self.state.outputs.shutdown().await;
         self.data.remove_server_file();
         Ok(())
     }

@@ -82,10 +82,16 @@ fn push_both_pipelines_and_compare(extra_server_args: &[&str], dir: &Path) {
         assert!(names.contains(&"channel.m3u8".to_owned()));
         for name in &names {
             let sent = std::fs::read(local.join(name)).unwrap();
-            let stored =
-                std::fs::read(t.object(&format!("demo/{p}/live/{name}"))).unwrap_or_else(|e| {
-                    panic!("pipeline {p}: {name} was not stored ({e}); ffmpeg said:\n{stderr}")
-                });
+            // ffmpeg may exit before the server has answered its last PUT:
+            // the last playlist can be committed a moment after.
+            let read = || std::fs::read(t.object(&format!("demo/{p}/live/{name}")));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while read().ok().as_ref() != Some(&sent) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let stored = read().unwrap_or_else(|e| {
+                panic!("pipeline {p}: {name} was not stored ({e}); ffmpeg said:\n{stderr}")
+            });
             assert!(
                 stored == sent,
                 "pipeline {p}: {name} differs ({} bytes stored, {} sent)",

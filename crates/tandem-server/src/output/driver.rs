@@ -8,16 +8,19 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use metrics::{counter, histogram};
 use tandem_core::{ChannelId, ObjectPath, Pipeline};
 use tandem_hls::merge::{Event, OutSeg};
-use tandem_hls::{MergeConfig, RenditionMerge, is_multivariant, parse_media};
+use tandem_hls::{
+    MergeConfig, RenditionMerge, SavedMerge, is_multivariant, parse_media, referenced_uris,
+};
 use tandem_store::{Entry, Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+use crate::Clock;
 
 use super::{ChannelOutput, EVENT_LOG, EventRecord, Notice, Rendered, output_root};
 
@@ -36,6 +39,18 @@ struct Rendition {
 }
 
 impl Rendition {
+    fn new(merge: RenditionMerge, path: ObjectPath) -> Self {
+        let name = path.file_name().unwrap_or_default();
+        let stem = name.strip_suffix(".m3u8").unwrap_or(name).to_owned();
+        Self {
+            merge,
+            dir: path.parent().unwrap_or_default(),
+            stem,
+            path,
+            caught_up: [false; 2],
+        }
+    }
+
     /// Where output segment `s` is pinned, relative to the output root.
     fn pin_path(&self, s: &OutSeg) -> Option<ObjectPath> {
         let file = resolve(&self.dir, &s.source_uri)?.file_name()?.to_owned();
@@ -57,7 +72,7 @@ impl Rendition {
     }
 }
 
-/// Where a rendition's resume point is kept: `{channel}/state/{path}.json`.
+/// Where a playlist's saved state is kept: `{channel}/state/{path}.json`.
 fn state_key(channel: &ChannelId, rendition: &ObjectPath) -> Option<ObjectPath> {
     let mut segs = vec![channel.to_string(), "state".to_owned()];
     segs.extend(rendition.segments().iter().cloned());
@@ -66,9 +81,24 @@ fn state_key(channel: &ChannelId, rendition: &ObjectPath) -> Option<ObjectPath> 
     ObjectPath::from_segments(segs).ok()
 }
 
-/// A rendition's resume point, as stored.
+/// `{channel}/state`: every saved playlist of a channel.
+fn state_root(channel: &ChannelId) -> Option<ObjectPath> {
+    ObjectPath::from_segments([channel.as_str(), "state"]).ok()
+}
+
+/// A playlist of the output, as kept across a restart.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct ResumePoint {
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum SavedPlaylist {
+    /// A merged media playlist: the engine's whole state.
+    Media { merge: Box<SavedMerge> },
+    /// A multivariant playlist as served, and the pipeline it came from.
+    Multivariant { text: String, pipeline: u8 },
+}
+
+/// What an earlier version kept: only where the numbering continues.
+#[derive(serde::Deserialize)]
+struct LegacyResumePoint {
     next_media_sequence: u64,
     discontinuity_sequence: u64,
 }
@@ -98,42 +128,64 @@ struct Driver {
     out: Arc<ChannelOutput>,
     store: Arc<dyn Store>,
     cache: Arc<super::cache::SegmentCache>,
+    clock: Arc<dyn Clock>,
     cfg: MergeConfig,
     grace: Duration,
     renditions: HashMap<ObjectPath, Rendition>,
+    /// Multivariant playlists served, and the pipeline each came from.
+    multivariants: HashMap<ObjectPath, Pipeline>,
     /// Pins to delete, in deadline order.
     expiries: VecDeque<(Instant, ObjectPath)>,
 }
 
+/// Everything a channel's driver is given.
+pub struct DriverParts {
+    pub out: Arc<ChannelOutput>,
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<super::cache::SegmentCache>,
+    pub clock: Arc<dyn Clock>,
+    pub cfg: MergeConfig,
+    pub grace: Duration,
+    pub rx: mpsc::UnboundedReceiver<Notice>,
+    /// Set once the saved output is loaded and served.
+    pub loaded: watch::Sender<bool>,
+    /// Resolves (or is dropped) when the driver must stop.
+    pub stopped: tokio::sync::oneshot::Receiver<()>,
+}
+
 /// Runs a channel's output until the channel is deleted.
-pub async fn run(
-    out: Arc<ChannelOutput>,
-    store: Arc<dyn Store>,
-    cache: Arc<super::cache::SegmentCache>,
-    cfg: MergeConfig,
-    grace: Duration,
-    mut rx: mpsc::UnboundedReceiver<Notice>,
-) {
-    // A new output life: pins of a previous process are not named by any
-    // playlist this process will serve.
-    match store.delete(&output_root(&out.id)).await {
-        Ok(()) | Err(StoreError::NotFound(_)) => {}
-        Err(e) => tracing::warn!(channel = %out.id, error = %e, "cannot clear the previous output"),
-    }
+pub async fn run(parts: DriverParts) {
+    let DriverParts {
+        out,
+        store,
+        cache,
+        clock,
+        cfg,
+        grace,
+        mut rx,
+        loaded,
+        mut stopped,
+    } = parts;
     let mut d = Driver {
         out,
         store,
         cache,
+        clock,
         cfg,
         grace,
         renditions: HashMap::new(),
+        multivariants: HashMap::new(),
         expiries: VecDeque::new(),
     };
+    // The output continues where an earlier process left it: its
+    // playlists are served before any notice is handled.
+    Box::pin(d.load()).await;
+    loaded.send_replace(true);
     loop {
         let deadline = d.next_deadline();
         let sleep = async {
             match deadline {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
+                Some(t) => d.clock.sleep_until(t).await,
                 None => std::future::pending().await,
             }
         };
@@ -154,6 +206,7 @@ pub async fn run(
                 None => break,
             },
             () = sleep => Box::pin(d.on_tick()).await,
+            _ = &mut stopped => break,
         }
     }
     tracing::debug!(channel = %d.out.id, "output driver stopped");
@@ -169,7 +222,7 @@ impl Driver {
     }
 
     async fn on_published(&mut self, p: Pipeline, path: &ObjectPath) {
-        let now = Instant::now();
+        let now = self.clock.instant();
         if path.file_name().is_some_and(|n| n.ends_with(".m3u8")) {
             Box::pin(self.on_playlist(now, p, path)).await;
             return;
@@ -203,6 +256,7 @@ impl Driver {
         };
         let text = String::from_utf8_lossy(&text);
         if is_multivariant(&text) {
+            Box::pin(self.on_multivariant(p, path, &text)).await;
             return;
         }
         let pl = match parse_media(&text) {
@@ -214,22 +268,9 @@ impl Driver {
             }
         };
         if !self.renditions.contains_key(path) {
-            let mut merge = RenditionMerge::new(self.cfg.clone());
-            // Continue the numbering of an output served before a restart,
-            // so players never see the media sequence go back.
-            if let Some(rp) = self.load_resume_point(path).await {
-                merge.resume(rp.next_media_sequence, rp.discontinuity_sequence);
-            }
-            let name = path.file_name().unwrap_or_default();
-            let stem = name.strip_suffix(".m3u8").unwrap_or(name).to_owned();
-            let r = Rendition {
-                merge,
-                path: path.clone(),
-                dir: path.parent().unwrap_or_default(),
-                stem,
-                caught_up: [false; 2],
-            };
-            self.renditions.insert(path.clone(), r);
+            let merge = RenditionMerge::new(self.cfg.clone());
+            self.renditions
+                .insert(path.clone(), Rendition::new(merge, path.clone()));
         }
         let Some(r) = self.renditions.get_mut(path) else {
             return;
@@ -262,7 +303,7 @@ impl Driver {
     }
 
     async fn on_tick(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.instant();
         while let Some((t, key)) = self.expiries.front().cloned() {
             if t > now {
                 break;
@@ -297,6 +338,7 @@ impl Driver {
         let id = self.out.id.clone();
         let rendition = r.path.to_string();
         let out_root = output_root(&id);
+        let wall = self.clock.now();
         for ev in &events {
             match ev {
                 Event::SegmentAdded {
@@ -326,7 +368,7 @@ impl Driver {
                     if *filled {
                         counter!("tandem_output_segments_filled_total", "channel" => id.to_string(), "rendition" => rendition.clone()).increment(1);
                         tracing::warn!(channel = %id, rendition, media_sequence, from = %from, "segment filled from the other pipeline");
-                        record(&self.out, &rendition, "segment_filled", |e| {
+                        record(&self.out, wall, &rendition, "segment_filled", |e| {
                             e.pipeline = Some(from.index());
                             e.media_sequence = Some(*media_sequence);
                             e.uri = Some(source_uri.clone());
@@ -335,8 +377,10 @@ impl Driver {
                 }
                 Event::SegmentRemoved { media_sequence, .. } => {
                     if let Some(dir) = r.pin_dir(*media_sequence) {
-                        self.expiries
-                            .push_back((Instant::now() + self.grace, out_root.join_path(&dir)));
+                        self.expiries.push_back((
+                            self.clock.instant() + self.grace,
+                            out_root.join_path(&dir),
+                        ));
                     }
                 }
                 Event::Switched {
@@ -351,13 +395,10 @@ impl Driver {
                         .and_then(|p| r.merge.last_advance(p))
                         .map(|t| at.saturating_duration_since(t));
                     let delay_ms = delay.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                    self.out.active.store(
-                        u8::try_from(to.index()).unwrap_or(u8::MAX),
-                        Ordering::Relaxed,
-                    );
+                    self.out.set_active(*to);
                     counter!("tandem_output_switches_total", "channel" => id.to_string(), "rendition" => rendition.clone(), "reason" => reason.as_str()).increment(1);
                     tracing::warn!(channel = %id, rendition, from = ?from.map(|p| p.index()), to = %to, reason = reason.as_str(), discontinuity, ?inputs, ?delay_ms, "output switched");
-                    record(&self.out, &rendition, "switch", |e| {
+                    record(&self.out, wall, &rendition, "switch", |e| {
                         e.from = from.map(|p| p.to_string());
                         e.to = Some(to.to_string());
                         e.reason = Some(reason.as_str());
@@ -374,7 +415,7 @@ impl Driver {
                     ..
                 } => {
                     tracing::info!(channel = %id, rendition, pipeline = %pipeline, ?from, ?to, "input state changed");
-                    record(&self.out, &rendition, "input_state", |e| {
+                    record(&self.out, wall, &rendition, "input_state", |e| {
                         e.pipeline = Some(pipeline.index());
                         e.from = Some(state_name(*from).to_owned());
                         e.to = Some(state_name(*to).to_owned());
@@ -387,7 +428,7 @@ impl Driver {
                     ..
                 } => {
                     tracing::warn!(channel = %id, rendition, pipeline = %pipeline, media_sequence, "encoder restarted");
-                    record(&self.out, &rendition, "input_restarted", |e| {
+                    record(&self.out, wall, &rendition, "input_restarted", |e| {
                         e.pipeline = Some(pipeline.index());
                         e.media_sequence = Some(*media_sequence);
                     });
@@ -399,51 +440,138 @@ impl Driver {
                 } => {
                     counter!("tandem_output_segments_missing_total", "channel" => id.to_string(), "rendition" => rendition.clone()).increment(1);
                     tracing::error!(channel = %id, rendition, pipeline = %pipeline, uri = source_uri, "segment missing from both pipelines");
-                    record(&self.out, &rendition, "segment_missing", |e| {
+                    record(&self.out, wall, &rendition, "segment_missing", |e| {
                         e.pipeline = Some(pipeline.index());
                         e.uri = Some(source_uri.clone());
                     });
                 }
                 Event::Ended { .. } => {
                     tracing::info!(channel = %id, rendition, "output ended");
-                    record(&self.out, &rendition, "ended", |_| {});
+                    record(&self.out, wall, &rendition, "ended", |_| {});
                 }
             }
         }
-        if events
-            .iter()
-            .any(|e| matches!(e, Event::SegmentAdded { .. }))
-        {
-            self.save_resume_point(r).await;
+        // Durable before any player sees it: a restart continues from here.
+        self.save(
+            &r.path,
+            &SavedPlaylist::Media {
+                merge: Box::new(r.merge.save()),
+            },
+        )
+        .await;
+        publish_media(&self.out, r, self.clock.now());
+    }
+
+    /// A multivariant playlist: served with ingest URIs pointed at the
+    /// output, from the pipeline the output is on when both publish one.
+    async fn on_multivariant(&mut self, p: Pipeline, path: &ObjectPath, text: &str) {
+        let known = self.multivariants.get(path).copied();
+        let active = self.out.active();
+        if known.is_some_and(|k| k != p && active != Some(p)) {
+            return;
         }
-        let rendered = r.merge.playlist(|s| {
-            r.pin_path(s)
-                .and_then(|p| p.strip_prefix(&r.dir))
-                .map(|p| p.to_url_path())
-                .unwrap_or_default()
-        });
-        if let Some(pl) = rendered {
-            let text = Bytes::from(pl.serialize());
-            let modified = SystemTime::now();
-            let etag = tandem_store::etag_for(text.len() as u64, modified);
-            let mut map = self
-                .out
-                .playlists
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.insert(
-                r.path.clone(),
-                Arc::new(Rendered {
-                    text,
-                    etag,
-                    modified,
-                }),
-            );
+        self.multivariants.insert(path.clone(), p);
+        let text = super::rewrite_multivariant(text, &self.out.id);
+        self.save(
+            path,
+            &SavedPlaylist::Multivariant {
+                text: text.clone(),
+                pipeline: u8::try_from(p.index()).unwrap_or(0),
+            },
+        )
+        .await;
+        publish(&self.out, path, text, true, self.clock.now());
+    }
+
+    /// Serves what an earlier process saved: every merged playlist with
+    /// its engine, every multivariant playlist. Pins of segments that are
+    /// in no restored window expire after the grace period, as they would
+    /// have had the process not stopped.
+    async fn load(&mut self) {
+        let Some(root) = state_root(&self.out.id) else {
+            return;
+        };
+        let now = self.clock.instant();
+        let wall = self.clock.now();
+        for key in walk(self.store.as_ref(), &root).await {
+            let Some(path) = key
+                .strip_prefix(&root)
+                .and_then(|rel| rel.to_url_path().strip_suffix(".json").map(str::to_owned))
+                .and_then(|rel| ObjectPath::from_url_path(&rel).ok())
+            else {
+                continue;
+            };
+            let bytes = match super::read_small(self.store.as_ref(), &key).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(channel = %self.out.id, key = %key, reason = %e.reason, "cannot read a saved output playlist");
+                    continue;
+                }
+            };
+            match serde_json::from_slice::<SavedPlaylist>(&bytes) {
+                Ok(SavedPlaylist::Media { merge }) => {
+                    match RenditionMerge::restore(self.cfg.clone(), &merge, now) {
+                        Ok(m) => {
+                            let r = Rendition::new(m, path.clone());
+                            publish_media(&self.out, &r, wall);
+                            if let Some(a) = r.merge.active() {
+                                self.out.set_active(a);
+                            }
+                            self.renditions.insert(path, r);
+                        }
+                        Err(e) => {
+                            tracing::error!(channel = %self.out.id, rendition = %path, error = %e, "saved output state not restored; the output starts again");
+                        }
+                    }
+                }
+                Ok(SavedPlaylist::Multivariant { text, pipeline }) => {
+                    let p = if pipeline == 1 {
+                        Pipeline::P1
+                    } else {
+                        Pipeline::P0
+                    };
+                    self.multivariants.insert(path.clone(), p);
+                    publish(&self.out, &path, text, true, wall);
+                }
+                Err(e) => match serde_json::from_slice::<LegacyResumePoint>(&bytes) {
+                    Ok(rp) => {
+                        let mut m = RenditionMerge::new(self.cfg.clone());
+                        m.resume(rp.next_media_sequence, rp.discontinuity_sequence);
+                        self.renditions
+                            .insert(path.clone(), Rendition::new(m, path));
+                    }
+                    Err(_) => {
+                        tracing::error!(channel = %self.out.id, key = %key, error = %e, "saved output playlist unreadable; ignored");
+                    }
+                },
+            }
+        }
+        let out_root = output_root(&self.out.id);
+        let mut live = std::collections::HashSet::new();
+        for r in self.renditions.values() {
+            for s in r.merge.segments() {
+                if let Some(pin) = r.pin_path(s) {
+                    let pinned = out_root.join_path(&pin);
+                    self.cache_pinned(&pinned).await;
+                    if let Some(dir) = pinned.parent() {
+                        live.insert(dir);
+                    }
+                }
+            }
+        }
+        let mut stale = std::collections::BTreeSet::new();
+        for key in walk(self.store.as_ref(), &out_root).await {
+            if let Some(dir) = key.parent().filter(|d| !live.contains(d)) {
+                stale.insert(dir);
+            }
+        }
+        let at = now + self.grace;
+        self.expiries.extend(stale.into_iter().map(|dir| (at, dir)));
+        if !self.renditions.is_empty() || !self.multivariants.is_empty() {
+            tracing::info!(channel = %self.out.id, renditions = self.renditions.len(), multivariant = self.multivariants.len(), "output continued from its saved state");
         }
     }
-}
 
-impl Driver {
     /// Keeps a freshly pinned segment in memory for playback.
     async fn cache_pinned(&self, key: &ObjectPath) {
         use futures_util::TryStreamExt;
@@ -456,22 +584,17 @@ impl Driver {
         }
     }
 
-    async fn load_resume_point(&self, rendition: &ObjectPath) -> Option<ResumePoint> {
-        let key = state_key(&self.out.id, rendition)?;
-        let bytes = super::read_small(self.store.as_ref(), &key).await.ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    async fn save_resume_point(&self, r: &Rendition) {
-        let Some(key) = state_key(&self.out.id, &r.path) else {
+    /// Writes a playlist's state, atomically replacing the previous one.
+    async fn save(&self, path: &ObjectPath, state: &SavedPlaylist) {
+        let Some(key) = state_key(&self.out.id, path) else {
             return;
         };
-        let (next_media_sequence, discontinuity_sequence) = r.merge.resume_point();
-        let Ok(json) = serde_json::to_vec(&ResumePoint {
-            next_media_sequence,
-            discontinuity_sequence,
-        }) else {
-            return;
+        let json = match serde_json::to_vec(state) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(channel = %self.out.id, rendition = %path, error = %e, "cannot encode the output's state");
+                return;
+            }
         };
         let result = async {
             let mut w = self
@@ -482,9 +605,77 @@ impl Driver {
             w.commit().await
         };
         if let Err(e) = result.await {
-            tracing::warn!(channel = %self.out.id, rendition = %r.path, error = %e, "cannot save the output's resume point");
+            counter!("tandem_output_state_save_errors_total", "channel" => self.out.id.to_string())
+                .increment(1);
+            tracing::error!(channel = %self.out.id, rendition = %path, error = %e, "cannot save the output's state: a restart would not continue it");
         }
     }
+}
+
+/// Renders a rendition's merged playlist and serves it.
+fn publish_media(out: &ChannelOutput, r: &Rendition, now: SystemTime) {
+    let rendered = r.merge.playlist(|s| {
+        r.pin_path(s)
+            .and_then(|p| p.strip_prefix(&r.dir))
+            .map(|p| p.to_url_path())
+            .unwrap_or_default()
+    });
+    if let Some(pl) = rendered {
+        publish(out, &r.path, pl.serialize(), false, now);
+    }
+}
+
+/// Serves a playlist's text at `path` under the output, with what it
+/// refers to (init sections, keys, other playlists).
+fn publish(
+    out: &ChannelOutput,
+    path: &ObjectPath,
+    text: String,
+    multivariant: bool,
+    now: SystemTime,
+) {
+    let dir = path.parent().unwrap_or_default();
+    let refs = referenced_uris(&text, multivariant)
+        .into_iter()
+        .filter_map(|u| resolve(&dir, u))
+        .collect();
+    let text = Bytes::from(text);
+    let etag = tandem_store::etag_for(text.len() as u64, now);
+    out.serve_playlist(
+        path.clone(),
+        Rendered {
+            text,
+            etag,
+            modified: now,
+        },
+        refs,
+    );
+}
+
+/// Every object below `root`, depth first, at most 100,000.
+async fn walk(store: &dyn Store, root: &ObjectPath) -> Vec<ObjectPath> {
+    const MAX: usize = 100_000;
+    let mut found = Vec::new();
+    let mut todo = vec![root.clone()];
+    while let Some(dir) = todo.pop() {
+        let entries = match store.list(&dir).await {
+            Ok(e) => e,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(e) => {
+                tracing::warn!(key = %dir, error = %e, "cannot list");
+                continue;
+            }
+        };
+        for (name, entry) in entries {
+            let Ok(key) = dir.join(&name) else { continue };
+            match entry {
+                Entry::Object(_) if found.len() < MAX => found.push(key),
+                Entry::Object(_) => return found,
+                Entry::Collection { .. } => todo.push(key),
+            }
+        }
+    }
+    found
 }
 
 fn state_name(s: tandem_core::InputState) -> &'static str {
@@ -497,12 +688,13 @@ fn state_name(s: tandem_core::InputState) -> &'static str {
 
 fn record(
     out: &ChannelOutput,
+    time: SystemTime,
     rendition: &str,
     kind: &'static str,
     fill: impl FnOnce(&mut EventRecord),
 ) {
     let mut e = EventRecord {
-        time: crate::util::rfc3339_millis(SystemTime::now()),
+        time: crate::util::rfc3339_millis(time),
         rendition: rendition.to_owned(),
         kind,
         pipeline: None,

@@ -3,9 +3,16 @@
 //!
 //! Names mirror the inputs: what both pipelines push at
 //! `/in/news/{0,1}/live/channel.m3u8` is served merged at
-//! `/out/news/live/channel.m3u8`. Multivariant playlists are served from an
-//! input with `/in/…` URIs rewritten to `/out/…`; relative variant URIs
-//! already resolve to the merged media playlists.
+//! `/out/news/live/channel.m3u8`. Multivariant playlists are served as an
+//! input published them, with `/in/…` URIs rewritten to `/out/…`; relative
+//! variant URIs already resolve to the merged media playlists.
+//!
+//! The output serves what its playlists name and nothing else: merged and
+//! multivariant playlists, pinned segments, and the input objects those
+//! playlists refer to (`EXT-X-MAP` init sections, `EXT-X-KEY` keys). Never
+//! an input's own playlist, never an object no playlist names. Every
+//! playlist is saved before it is served, so after a restart the output is
+//! served from its saved state before any input publishes again.
 //!
 //! Output segments are pinned under names that include their output media
 //! sequence number (`channel/137/channel5.ts` next to `channel.m3u8`), so a
@@ -20,7 +27,7 @@
 pub mod cache;
 pub mod driver;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -32,10 +39,10 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use tandem_core::{ChannelId, InputState, ObjectPath, Pipeline};
 use tandem_store::{Entry, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-use crate::AppState;
 use crate::error::HttpError;
+use crate::{AppState, Clock};
 
 /// Playlists change every segment: let caches hold them briefly only.
 const PLAYLIST_CACHE: &str = "public, max-age=1";
@@ -43,6 +50,8 @@ const PLAYLIST_CACHE: &str = "public, max-age=1";
 const SEGMENT_CACHE: &str = "public, max-age=31536000, immutable";
 /// Objects served straight from an input (init segments, keys) may change.
 const INPUT_CACHE: &str = "public, max-age=2";
+/// How long a request waits for a channel's saved output to load.
+const LOAD_WAIT: Duration = Duration::from_secs(10);
 /// Events kept per channel for the API.
 const EVENT_LOG: usize = 1000;
 
@@ -107,6 +116,10 @@ pub struct ChannelOutput {
     pub id: ChannelId,
     tx: mpsc::UnboundedSender<Notice>,
     playlists: RwLock<HashMap<ObjectPath, Arc<Rendered>>>,
+    /// Per playlist: the input objects it refers to.
+    refs: RwLock<HashMap<ObjectPath, HashSet<ObjectPath>>>,
+    /// Whether the driver has loaded the saved output.
+    loaded: watch::Receiver<bool>,
     events: Mutex<VecDeque<EventRecord>>,
     /// The pipeline most recently switched to (255: none yet).
     active: AtomicU8,
@@ -137,6 +150,42 @@ impl ChannelOutput {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn set_active(&self, p: Pipeline) {
+        self.active.store(
+            u8::try_from(p.index()).unwrap_or(u8::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Serves `text` at `path`, with the input objects it refers to.
+    fn serve_playlist(&self, path: ObjectPath, r: Rendered, refs: HashSet<ObjectPath>) {
+        self.refs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path.clone(), refs);
+        self.playlists
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(path, Arc::new(r));
+    }
+
+    /// Whether a served playlist refers to this input object.
+    fn referenced(&self, path: &ObjectPath) -> bool {
+        self.refs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .any(|r| r.contains(path))
+    }
+
+    /// Waits (bounded) until the saved output is served.
+    async fn wait_loaded(&self) -> bool {
+        let mut rx = self.loaded.clone();
+        tokio::time::timeout(LOAD_WAIT, rx.wait_for(|l| *l))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     fn active(&self) -> Option<Pipeline> {
         match self.active.load(Ordering::Relaxed) {
             0 => Some(Pipeline::P0),
@@ -154,10 +203,19 @@ impl ChannelOutput {
     }
 }
 
+/// A channel's running driver.
+#[derive(Debug)]
+struct Running {
+    out: Arc<ChannelOutput>,
+    /// Dropped or sent: the driver stops after its current step.
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// Every channel's output.
 #[derive(Debug)]
 pub struct Outputs {
-    map: Mutex<HashMap<ChannelId, Arc<ChannelOutput>>>,
+    map: Mutex<HashMap<ChannelId, Running>>,
     /// Pinned segments in memory, shared by all channels.
     pub cache: Arc<cache::SegmentCache>,
 }
@@ -176,31 +234,77 @@ impl Outputs {
         &self,
         id: &ChannelId,
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         cfg: tandem_hls::MergeConfig,
         grace: Duration,
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (loaded_tx, loaded) = watch::channel(false);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let out = Arc::new(ChannelOutput {
             id: id.clone(),
             tx,
             playlists: RwLock::default(),
+            refs: RwLock::default(),
+            loaded,
             events: Mutex::default(),
             active: AtomicU8::new(u8::MAX),
             last_advance: Mutex::default(),
         });
-        self.map
+        let task = tokio::spawn(driver::run(driver::DriverParts {
+            out: out.clone(),
+            store,
+            cache: self.cache.clone(),
+            clock,
+            cfg,
+            grace,
+            rx,
+            loaded: loaded_tx,
+            stopped,
+        }));
+        let previous = self
+            .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone(), out.clone());
-        tokio::spawn(driver::run(out, store, self.cache.clone(), cfg, grace, rx));
+            .insert(id.clone(), Running { out, stop, task });
+        if let Some(old) = previous {
+            let _ = old.stop.send(());
+        }
     }
 
-    /// Stops a channel's driver: dropping the last sender ends its loop.
+    /// Stops a channel's driver (the channel was deleted).
     pub fn stop(&self, id: &ChannelId) {
-        self.map
+        let running = self
+            .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(id);
+        if let Some(r) = running {
+            let _ = r.stop.send(());
+        }
+    }
+
+    /// Stops every driver after its current step and waits for them (the
+    /// server is shutting down): what they saved is what a restart
+    /// continues from.
+    pub async fn shutdown(&self) {
+        let running: Vec<Running> = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        let mut tasks = Vec::new();
+        for r in running {
+            let _ = r.stop.send(());
+            tasks.push(r.task);
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "an output driver failed");
+            }
+        }
     }
 
     pub fn get(&self, id: &ChannelId) -> Option<Arc<ChannelOutput>> {
@@ -208,7 +312,7 @@ impl Outputs {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(id)
-            .cloned()
+            .map(|r| r.out.clone())
     }
 
     pub fn all(&self) -> Vec<Arc<ChannelOutput>> {
@@ -216,7 +320,7 @@ impl Outputs {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
-            .cloned()
+            .map(|r| r.out.clone())
             .collect()
     }
 }
@@ -262,6 +366,14 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
         .ok_or_else(|| HttpError::not_found(format!("no channel {id}")))?;
     let path =
         ObjectPath::from_url_path(path).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    if !out.wait_loaded().await {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "loading",
+            format!("the output of {id} is still loading"),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")));
+    }
     if let Some(r) = out.playlist(&path) {
         let resp = crate::serve::bytes(
             &parts.method,
@@ -275,6 +387,11 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
             "application/vnd.apple.mpegurl",
             PLAYLIST_CACHE,
         ));
+    }
+    let not_named = || HttpError::not_found(format!("{path} is not in the output of {id}"));
+    // Playlists are served only as the output renders them.
+    if path.file_name().is_some_and(|n| n.ends_with(".m3u8")) {
+        return Err(not_named());
     }
     // Pinned segments are the hot path: from memory, else straight from
     // the store with no stat first.
@@ -302,46 +419,29 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
         Err(e) if e.status == StatusCode::NOT_FOUND || e.status == StatusCode::CONFLICT => {}
         other => return other,
     }
-    // Not merged: a multivariant playlist, an init segment, a key. Serve it
-    // from the active input, else from whichever input has it.
+    // An object a served playlist names (an init section, a key): from the
+    // active input, else from whichever input has it.
+    if !out.referenced(&path) {
+        return Err(not_named());
+    }
     let order = match out.active() {
         Some(p) => [p, p.other()],
         None => Pipeline::BOTH,
     };
     for p in order {
         let key = crate::ingest::input_root(&id, p).join_path(&path);
-        if !matches!(st.store.stat(&key).await?, Some(Entry::Object(_))) {
-            continue;
-        }
-        if path.file_name().is_some_and(|n| n.ends_with(".m3u8")) {
-            let text = read_small(st.store.as_ref(), &key).await?;
-            let rewritten = rewrite_multivariant(&String::from_utf8_lossy(&text), &id);
-            let etag = tandem_store::etag_for(rewritten.len() as u64, SystemTime::now());
-            let resp = crate::serve::bytes(
+        if matches!(st.store.stat(&key).await?, Some(Entry::Object(_))) {
+            return crate::serve::object(
+                st.store.as_ref(),
+                &key,
                 &parts.method,
                 &parts.headers,
-                Bytes::from(rewritten),
-                &etag,
-                SystemTime::now(),
-            )?;
-            return Ok(with_headers(
-                resp,
-                "application/vnd.apple.mpegurl",
-                PLAYLIST_CACHE,
-            ));
+                Some(INPUT_CACHE),
+            )
+            .await;
         }
-        return crate::serve::object(
-            st.store.as_ref(),
-            &key,
-            &parts.method,
-            &parts.headers,
-            Some(INPUT_CACHE),
-        )
-        .await;
     }
-    Err(HttpError::not_found(format!(
-        "{path} is not in the output of {id}"
-    )))
+    Err(not_named())
 }
 
 /// Reads a small object (a playlist) whole; larger than 4 MiB is refused.

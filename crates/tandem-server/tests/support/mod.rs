@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use md5::{Digest, Md5};
 use tandem_core::InputCredentials;
-use tandem_server::{AppState, Server, ServerConfig, SystemClock};
+use tandem_server::{AppState, Clock, ManualClock, Server, ServerConfig, SystemClock};
 use tandem_store::{LocalStore, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,6 +21,10 @@ pub struct TestServer {
     pub state: Arc<AppState>,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The server's run, until it has shut down.
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Set when the test drives time (see [`TestServer::start_clocked`]).
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 impl Drop for TestServer {
@@ -40,27 +44,70 @@ impl TestServer {
         store: Option<Arc<dyn Store>>,
         tweak: impl FnOnce(&mut ServerConfig),
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::launch(tempfile::tempdir().unwrap(), store, None, tweak).await
+    }
+
+    /// A server whose time moves only by `self.clock.advance(…)`.
+    pub async fn start_clocked(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let clock = Arc::new(ManualClock::new());
+        Self::launch(tempfile::tempdir().unwrap(), None, Some(clock), tweak).await
+    }
+
+    /// Stops the server gracefully (as SIGTERM does: ingest drains, each
+    /// output saves its last step) and starts a new one on the same data
+    /// directory, with the same clock, on new ports.
+    pub async fn restart(mut self, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), t)
+                .await
+                .expect("the server stops within 30 s")
+                .unwrap();
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let clock = self.clock.clone();
+        // The channel database is open once per process: the old state goes first.
+        drop(self);
+        Self::launch(dir, None, clock, tweak).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        store: Option<Arc<dyn Store>>,
+        manual: Option<Arc<ManualClock>>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
         cfg.s3_listen = Some("127.0.0.1:0".parse().unwrap());
         tweak(&mut cfg);
         let store = store.unwrap_or_else(|| Arc::new(LocalStore::open(dir.path()).unwrap()));
-        let server = Server::bind_with(cfg, store, Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let clock: Arc<dyn Clock> = match &manual {
+            Some(c) => c.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let server = Server::bind_with(cfg, store, clock).await.unwrap();
         let addr = server.local_addr().unwrap();
         let s3 = server.s3_addr().unwrap_or(addr);
         let state = server.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(async move {
+            server
+                .run(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
         Self {
             addr,
             s3,
             state,
             dir,
             stop: Some(tx),
+            task: Some(task),
+            clock: manual,
         }
     }
 

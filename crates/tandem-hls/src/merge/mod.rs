@@ -42,6 +42,10 @@ use tandem_core::Pipeline;
 
 use crate::playlist::{MediaPlaylist, Segment};
 
+mod saved;
+
+pub use saved::{RestoreError, SavedInput, SavedMerge, SavedSegment};
+
 /// How a rendition merges. Defaults follow the channel contract.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeConfig {
@@ -187,6 +191,10 @@ struct Input {
     /// out: nothing at or below it goes out again, whatever a later
     /// playlist re-announces.
     emitted: Option<u64>,
+    /// After a restore: the last segment announced before it. The first
+    /// playlist that no longer reaches it, or names another file there,
+    /// comes from a restarted encoder.
+    anchor: Option<(u64, String)>,
 }
 
 impl Input {
@@ -206,6 +214,7 @@ impl Input {
             offset: None,
             stored_early: Vec::new(),
             emitted: None,
+            anchor: None,
         }
     }
 }
@@ -358,7 +367,16 @@ impl RenditionMerge {
                     .get(&pl.msn_of(k))
                     .is_some_and(|known| known.seg.uri != s.uri)
             });
-            went_back || rewritten
+            let last = pl.msn_of(pl.segments.len().saturating_sub(1));
+            let before_restore = inp.anchor.as_ref().is_some_and(|(msn, uri)| {
+                (!pl.segments.is_empty() && last < *msn)
+                    || pl
+                        .segments
+                        .iter()
+                        .enumerate()
+                        .any(|(k, s)| pl.msn_of(k) == *msn && s.uri != *uri)
+            });
+            went_back || rewritten || before_restore
         };
         if restarted {
             let inp = &mut self.inputs[i];
@@ -375,6 +393,7 @@ impl RenditionMerge {
             });
         }
         let inp = &mut self.inputs[i];
+        inp.anchor = None;
         inp.target = pl.target_duration;
         inp.window_len = pl.segments.len();
         inp.header = pl.header.clone();
@@ -543,11 +562,20 @@ impl RenditionMerge {
                     .offset
                     .and_then(|off| u64::try_from(i64::try_from(self.next_msn).ok()? - off).ok())
                     .unwrap_or(last.source_msn + 1);
-                return inp
-                    .segs
-                    .get(&next)
-                    .filter(|_| fresh(next))
-                    .map(|s| (next, s, true));
+                if let Some(s) = inp.segs.get(&next) {
+                    return fresh(next).then_some((next, s, true));
+                }
+                // The pipeline moved past that position while nothing was
+                // receiving it (this process restarted): continue with its
+                // first segment after, across the gap.
+                if inp.segs.keys().next().is_some_and(|&first| first > next) {
+                    return inp
+                        .segs
+                        .iter()
+                        .find(|(k, _)| fresh(**k))
+                        .map(|(k, s)| (*k, s, false));
+                }
+                return None;
             }
             let uses_pdt = expected_pdt.is_some()
                 && inp
