@@ -1,0 +1,320 @@
+//! The output's timing rules at server level, on a clock the test moves:
+//! the loss threshold, the grace period of segments that left the window
+//! and the hold-down before a return to the preferred pipeline each act at
+//! their exact instant, not a moment before.
+//!
+//! Every test uses its own channel: metrics are process-wide. Before
+//! asserting that nothing happened, a test makes the driver handle one
+//! more notice and waits until the publish-delay count says it did.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Resp, TestServer};
+use tandem_core::{ChannelId, FailoverSettings};
+
+fn playlist(first: u64, last: u64) -> String {
+    let mut t = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
+    for k in first..=last {
+        t.push_str(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:{:02}:{:02}.000+0000\n#EXTINF:2.000000,\nchannel{k}.ts\n",
+            2 * k / 60,
+            2 * k % 60
+        ));
+    }
+    t
+}
+
+struct Ch<'a> {
+    s: &'a TestServer,
+    id: &'static str,
+}
+
+impl Ch<'_> {
+    async fn create<'s>(s: &'s TestServer, id: &'static str, failover: FailoverSettings) -> Ch<'s> {
+        let cid = ChannelId::parse(id).unwrap();
+        s.state
+            .create_channel_with(&cid, s.state.clock.now(), failover)
+            .await
+            .unwrap();
+        Ch { s, id }
+    }
+
+    async fn put(&self, p: usize, name: &str, body: &[u8]) {
+        let r = self
+            .s
+            .put(
+                &format!("/in/{}/{p}/live/{name}", self.id),
+                &self.s.basic(self.id, p),
+                body,
+            )
+            .await;
+        assert_eq!(r.status / 100, 2, "{}", r.text());
+    }
+
+    /// Stores segment `k` on pipeline `p`, then publishes the playlist
+    /// ending with it, and waits until the driver has handled it.
+    async fn push(&self, p: usize, k: u64) {
+        self.put(
+            p,
+            &format!("channel{k}.ts"),
+            format!("p{p}-seg{k}").repeat(50).as_bytes(),
+        )
+        .await;
+        self.republish(p, k).await;
+    }
+
+    /// Publishes pipeline `p`'s playlist ending with `k` again and waits
+    /// until the driver has handled it.
+    async fn republish(&self, p: usize, k: u64) {
+        let before = self.handled().await;
+        self.put(
+            p,
+            "channel.m3u8",
+            playlist(k.saturating_sub(2), k).as_bytes(),
+        )
+        .await;
+        for _ in 0..500 {
+            if self.handled().await > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the driver of {} never handled a playlist", self.id);
+    }
+
+    /// Playlists the driver has handled.
+    async fn handled(&self) -> u64 {
+        let m = self.s.send("GET", "/metrics", &[], b"").await.text();
+        let key = format!(
+            "tandem_output_publish_delay_seconds_count{{channel=\"{}\"}} ",
+            self.id
+        );
+        m.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    async fn get(&self, path: &str) -> Resp {
+        self.s
+            .send("GET", &format!("/out/{}/live/{path}", self.id), &[], b"")
+            .await
+    }
+
+    async fn output(&self) -> String {
+        self.get("channel.m3u8").await.text()
+    }
+
+    /// Polls (bounded) until the output playlist satisfies `want`.
+    async fn output_until(&self, want: impl Fn(&str) -> bool) -> String {
+        for _ in 0..500 {
+            let t = self.output().await;
+            if want(&t) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "the output of {} never became what the test waits for:\n{}",
+            self.id,
+            self.output().await
+        );
+    }
+
+    async fn events(&self) -> Vec<serde_json::Value> {
+        let token = format!("Bearer {}", self.s.state.admin_token);
+        let r = self
+            .s
+            .send(
+                "GET",
+                &format!("/api/v1/channels/{}/events", self.id),
+                &[("Authorization", &token)],
+                b"",
+            )
+            .await;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["events"].as_array().unwrap().clone()
+    }
+
+    fn advance(&self, ms: u64) {
+        self.s
+            .clock
+            .as_ref()
+            .unwrap()
+            .advance(Duration::from_millis(ms));
+    }
+}
+
+#[tokio::test]
+async fn the_output_switches_exactly_at_the_loss_threshold() {
+    let s = TestServer::start_clocked(|_| {}).await;
+    let ch = Ch::create(&s, "loss", FailoverSettings::default()).await;
+    for k in 0..4 {
+        ch.push(0, k).await;
+        ch.push(1, k).await;
+    }
+    ch.output_until(|t| t.contains("channel/3/channel3.ts"))
+        .await;
+    // P0 last advanced at t = 0; P1 carries on.
+    ch.advance(2000);
+    ch.push(1, 4).await;
+    ch.advance(999);
+    ch.republish(1, 4).await;
+    let waiting = ch.output().await;
+    assert!(
+        waiting.ends_with("channel/3/channel3.ts\n"),
+        "at 2.999 s the output waits for P0:\n{waiting}"
+    );
+    assert_eq!(
+        ch.get("channel/3/channel3.ts").await.text(),
+        "p0-seg3".repeat(50)
+    );
+    // 1.5 × 2 s after P0's last advance, the timer fires.
+    ch.advance(1);
+    ch.output_until(|t| t.ends_with("channel/4/channel4.ts\n"))
+        .await;
+    assert_eq!(
+        ch.get("channel/4/channel4.ts").await.text(),
+        "p1-seg4".repeat(50)
+    );
+    let events = ch.events().await;
+    let switch = events.iter().rfind(|e| e["kind"] == "switch").unwrap();
+    assert_eq!(
+        (
+            &switch["from"],
+            &switch["to"],
+            &switch["reason"],
+            &switch["discontinuity"],
+            &switch["switch_delay_ms"]
+        ),
+        (
+            &serde_json::json!("0"),
+            &serde_json::json!("1"),
+            &serde_json::json!("stalled"),
+            &serde_json::json!(false),
+            &serde_json::json!(3000)
+        ),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "input_state" && e["pipeline"] == 0 && e["to"] == "lost"),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_segment_that_left_the_window_is_served_for_exactly_the_grace_period() {
+    let s = TestServer::start_clocked(|_| {}).await;
+    let ch = Ch::create(&s, "grace", FailoverSettings::default()).await;
+    for k in 0..6 {
+        ch.push(0, k).await;
+    }
+    let out = ch
+        .output_until(|t| t.contains("channel/5/channel5.ts"))
+        .await;
+    assert!(
+        !out.contains("channel0.ts"),
+        "segment 0 left the window:\n{out}"
+    );
+    let seg0 = "channel/0/channel0.ts";
+    assert_eq!(ch.get(seg0).await.text(), "p0-seg0".repeat(50));
+    // The default grace period is 60 s.
+    ch.advance(59_999);
+    ch.republish(0, 5).await;
+    assert_eq!(ch.get(seg0).await.status, 200, "at 59.999 s");
+    ch.advance(1);
+    let mut status = 0;
+    for _ in 0..500 {
+        status = ch.get(seg0).await.status;
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(status, 404, "at 60 s the pin is gone");
+    assert_eq!(
+        ch.get("channel/5/channel5.ts").await.status,
+        200,
+        "still in the window"
+    );
+}
+
+#[tokio::test]
+async fn the_output_returns_to_the_preferred_pipeline_exactly_after_the_hold_down() {
+    let s = TestServer::start_clocked(|_| {}).await;
+    let ch = Ch::create(
+        &s,
+        "hold",
+        FailoverSettings {
+            prefer: Some(0),
+            hold_down_secs: Some(30),
+            ..FailoverSettings::default()
+        },
+    )
+    .await;
+    for k in 0..3 {
+        ch.push(0, k).await;
+        ch.push(1, k).await;
+    }
+    // P0 misses segment 3; at 3 s the output is on P1.
+    ch.advance(2000);
+    ch.push(1, 3).await;
+    ch.advance(1000);
+    ch.output_until(|t| t.ends_with("channel/3/channel3.ts\n"))
+        .await;
+    assert_eq!(
+        ch.get("channel/3/channel3.ts").await.text(),
+        "p1-seg3".repeat(50)
+    );
+    // P0 is back at 4 s and stays healthy; both push every 2 s.
+    ch.advance(1000);
+    for k in 4..=18 {
+        if k > 4 {
+            ch.advance(2000);
+        }
+        ch.push(0, k).await;
+        ch.push(1, k).await;
+    }
+    // 32 s. At 33.999 s P0 has segment 19 whole, P1 not yet: the
+    // output waits for its active pipeline, P1.
+    ch.advance(1999);
+    ch.push(0, 19).await;
+    let out = ch.output().await;
+    assert!(out.ends_with("channel/18/channel18.ts\n"), "{out}");
+    assert_eq!(
+        ch.get("channel/18/channel18.ts").await.text(),
+        "p1-seg18".repeat(50)
+    );
+    assert!(!ch.events().await.iter().any(|e| e["reason"] == "preferred"));
+    // 34 s: P0 has been receiving for 30 s since 4 s.
+    ch.advance(1);
+    ch.output_until(|t| t.ends_with("channel/19/channel19.ts\n"))
+        .await;
+    assert_eq!(
+        ch.get("channel/19/channel19.ts").await.text(),
+        "p0-seg19".repeat(50)
+    );
+    let events = ch.events().await;
+    let back = events.iter().rfind(|e| e["kind"] == "switch").unwrap();
+    assert_eq!(
+        (
+            &back["from"],
+            &back["to"],
+            &back["reason"],
+            &back["discontinuity"]
+        ),
+        (
+            &serde_json::json!("1"),
+            &serde_json::json!("0"),
+            &serde_json::json!("preferred"),
+            &serde_json::json!(false)
+        ),
+        "{events:#?}"
+    );
+}
