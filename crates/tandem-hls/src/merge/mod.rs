@@ -257,6 +257,10 @@ pub struct RenditionMerge {
     header: Vec<String>,
     /// Set by [`RenditionMerge::resume`]: the output continues an earlier one.
     resumed_at: Option<u64>,
+    /// The last instant every due decision was applied at. A deadline at
+    /// or before it can bring nothing new until an input does: it is not
+    /// reported again, so a driver never spins on it.
+    stepped_at: Option<Instant>,
     /// A segment was skipped (whole on neither pipeline): the next output
     /// segment starts after a gap and carries a discontinuity.
     gap: bool,
@@ -282,6 +286,7 @@ impl RenditionMerge {
             stopped: false,
             header: Vec::new(),
             resumed_at: None,
+            stepped_at: None,
             gap: false,
         }
     }
@@ -482,7 +487,12 @@ impl RenditionMerge {
             return None;
         }
         let mut d: Option<Instant> = None;
-        let mut consider = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
+        let done = self.stepped_at;
+        let mut consider = |t: Instant| {
+            if done.is_none_or(|s| t > s) {
+                d = Some(d.map_or(t, |x| x.min(t)));
+            }
+        };
         for p in Pipeline::BOTH {
             let inp = &self.inputs[idx(p)];
             if let Some(t) = inp
@@ -742,6 +752,7 @@ impl RenditionMerge {
 
     /// Applies every decision that is due at `now`.
     fn step(&mut self, now: Instant, ev: &mut Vec<Event>) {
+        self.stepped_at = Some(self.stepped_at.map_or(now, |s| s.max(now)));
         for p in Pipeline::BOTH {
             if self.inputs[idx(p)].state == InputState::Receiving && self.lost(now, p) {
                 self.set_state(now, p, InputState::Lost, ev);

@@ -224,6 +224,7 @@ impl RenditionMerge {
             stopped: false,
             header: saved.header.clone(),
             resumed_at: None,
+            stepped_at: None,
             gap: saved.gap,
         })
     }
