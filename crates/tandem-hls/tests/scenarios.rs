@@ -711,3 +711,41 @@ fn a_restored_engine_never_sends_out_again_what_went_out_before() {
         )
     );
 }
+
+/// A saved state read from disk may be damaged: restoring it either fails
+/// with a typed error or gives an engine that keeps working.
+#[test]
+fn a_damaged_saved_state_is_refused_or_harmless() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    run_both(&mut h, &e, &e, 0, 4);
+    let saved = h.m.save();
+    let mut gapped = saved.clone();
+    gapped.segments.remove(1);
+    assert!(RenditionMerge::restore(MergeConfig::default(), &gapped, h.at(9.0)).is_err());
+    let mut bad_pipeline = saved.clone();
+    bad_pipeline.segments[0].from = 7;
+    assert!(RenditionMerge::restore(MergeConfig::default(), &bad_pipeline, h.at(9.0)).is_err());
+    let mut newer = saved.clone();
+    newer.version = 99;
+    assert!(RenditionMerge::restore(MergeConfig::default(), &newer, h.at(9.0)).is_err());
+    let mut zero = saved.clone();
+    zero.target_duration = Some(0);
+    assert!(RenditionMerge::restore(MergeConfig::default(), &zero, h.at(9.0)).is_err());
+    let mut extreme = saved;
+    extreme.inputs[0].offset = Some(i64::MIN);
+    extreme.inputs[1].offset = Some(i64::MAX);
+    extreme.window = usize::MAX;
+    h.m = RenditionMerge::restore(MergeConfig::default(), &extreme, h.at(9.0)).unwrap();
+    for k in 5..=8 {
+        let t = 2.0 * k as f64;
+        h.feed(t + 9.0, P0, &e.playlist(0, k), &[]);
+        h.feed(t + 9.1, P1, &e.playlist(0, k), &[]);
+        h.tick(t + 10.0);
+    }
+    let out = parse_media(&h.out()).unwrap();
+    assert!(
+        out.media_sequence <= 2,
+        "the window kept growing from position 2"
+    );
+}

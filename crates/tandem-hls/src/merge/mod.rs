@@ -570,7 +570,9 @@ impl RenditionMerge {
                 // Where the offset says (it moves past skipped segments).
                 let next = inp
                     .offset
-                    .and_then(|off| u64::try_from(i64::try_from(self.next_msn).ok()? - off).ok())
+                    .and_then(|off| {
+                        u64::try_from(i64::try_from(self.next_msn).ok()?.checked_sub(off)?).ok()
+                    })
                     .unwrap_or(last.source_msn + 1);
                 if let Some(s) = inp.segs.get(&next) {
                     return fresh(next).then_some((next, s, true));
@@ -617,10 +619,9 @@ impl RenditionMerge {
             }
             // Redundant encoders number segments identically: the aligned
             // segment has the output's next number, shifted by the offset.
-            if let Some(want) = inp
-                .offset
-                .and_then(|off| u64::try_from(i64::try_from(self.next_msn).ok()? - off).ok())
-            {
+            if let Some(want) = inp.offset.and_then(|off| {
+                u64::try_from(i64::try_from(self.next_msn).ok()?.checked_sub(off)?).ok()
+            }) {
                 return inp
                     .segs
                     .range(want..)
@@ -863,7 +864,7 @@ impl RenditionMerge {
                         if self.on_timeline(q)
                             && let Some(off) = self.inputs[idx(q)].offset.as_mut()
                         {
-                            *off -= 1;
+                            *off = off.saturating_sub(1);
                         }
                     }
                     self.gap = true;

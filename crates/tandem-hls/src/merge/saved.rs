@@ -188,6 +188,9 @@ impl RenditionMerge {
                 first_seen: long_ago,
             });
         }
+        if saved.target_duration == Some(0) {
+            return Err(RestoreError::Inconsistent("a target duration of 0"));
+        }
         if !out.is_empty() && saved.target_duration.is_none() {
             return Err(RestoreError::Inconsistent(
                 "segments without a target duration",

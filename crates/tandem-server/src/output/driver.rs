@@ -520,7 +520,18 @@ impl Driver {
                             self.renditions.insert(path, r);
                         }
                         Err(e) => {
-                            tracing::error!(channel = %self.out.id, rendition = %path, error = %e, "saved output state not restored; the output starts again");
+                            // Players must still never see the numbering go
+                            // back: continue it, after a discontinuity.
+                            tracing::error!(channel = %self.out.id, rendition = %path, error = %e, "saved output state not restored; the output continues its numbering after a discontinuity");
+                            let mut m = RenditionMerge::new(self.cfg.clone());
+                            let pending =
+                                merge.segments.iter().filter(|s| s.discontinuity).count() as u64;
+                            m.resume(
+                                merge.next_media_sequence,
+                                merge.discontinuity_sequence.saturating_add(pending),
+                            );
+                            self.renditions
+                                .insert(path.clone(), Rendition::new(m, path));
                         }
                     }
                 }
