@@ -39,7 +39,8 @@ use crate::error::HttpError;
 use crate::registry::LiveChannel;
 
 /// Methods ingest answers, for `Allow` and OPTIONS.
-pub const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, PROPFIND, PROPPATCH, COPY, MOVE";
+pub const ALLOW: &str =
+    "OPTIONS, GET, HEAD, PUT, POST, DELETE, MKCOL, PROPFIND, PROPPATCH, COPY, MOVE";
 
 /// Largest body accepted for MKCOL, PROPFIND and PROPPATCH.
 const MAX_XML_BODY: usize = 64 * 1024;
@@ -211,7 +212,9 @@ async fn dispatch(
     body: Body,
 ) -> Result<Response, HttpError> {
     match parts.method.as_str() {
-        "PUT" => put::put(st, t, parts, body).await,
+        // POST: Akamai-style entry points take uploads by POST, with the
+        // same meaning as PUT.
+        "PUT" | "POST" => put::put(st, t, parts, body).await,
         "GET" | "HEAD" => get(st, t, parts).await,
         "DELETE" => delete(st, t).await,
         "OPTIONS" => Ok(options()),
