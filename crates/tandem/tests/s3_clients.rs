@@ -237,3 +237,165 @@ except urllib.error.HTTPError as e:
     assert!(stdout.contains("anonymous: 403"), "{stdout}");
     assert!(stored(&t, "news-1", "live/seg.000007.ts") == Some(body));
 }
+
+/// What tools that empty or sync buckets send: ListObjects v1 paged by
+/// marker, ListObjectVersions and DeleteObject(s) with version `null`,
+/// GetBucketVersioning, GetBucketLocation.
+#[test]
+fn tools_that_empty_and_sync_buckets_work() {
+    if !peer("aws") || !peer("python3") || !python_module("boto3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tandem::start(&dir.path().join("data"), &[]);
+    let admin = Aws {
+        endpoint: &t.s3,
+        key: ("tandem-admin".to_owned(), t.token()),
+    };
+    // `s3 sync --delete`: uploads what is new, deletes what went away.
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("live")).unwrap();
+    for i in 0..5 {
+        std::fs::write(
+            src.join(format!("live/s{i}.ts")),
+            pattern(1000 + i, i as u32),
+        )
+        .unwrap();
+    }
+    admin.ok(&["s3api", "create-bucket", "--bucket", "scratch"]);
+    admin.ok(&["s3", "sync", src.to_str().unwrap(), "s3://scratch/"]);
+    std::fs::remove_file(src.join("live/s0.ts")).unwrap();
+    std::fs::remove_file(src.join("live/s1.ts")).unwrap();
+    admin.ok(&[
+        "s3",
+        "sync",
+        "--delete",
+        src.to_str().unwrap(),
+        "s3://scratch/",
+    ]);
+    let listed = admin.json(&["s3api", "list-objects", "--bucket", "scratch"]);
+    let keys: Vec<&str> = listed["Contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["live/s2.ts", "live/s3.ts", "live/s4.ts"]);
+    assert_eq!(stored(&t, "scratch", "live/s0.ts"), None);
+
+    // ListObjects v1, paged by marker, two keys a page.
+    let page = admin.json(&[
+        "s3api",
+        "list-objects",
+        "--bucket",
+        "scratch",
+        "--max-items",
+        "2",
+        "--page-size",
+        "2",
+    ]);
+    let first: Vec<&str> = page["Contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, ["live/s2.ts", "live/s3.ts"], "{page}");
+    let token = page["NextToken"].as_str().unwrap();
+    let rest = admin.json(&[
+        "s3api",
+        "list-objects",
+        "--bucket",
+        "scratch",
+        "--starting-token",
+        token,
+    ]);
+    assert_eq!(rest["Contents"][0]["Key"], "live/s4.ts", "{rest}");
+    assert_eq!(rest["Contents"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        admin.json(&["s3api", "get-bucket-versioning", "--bucket", "scratch"]),
+        serde_json::Value::Null,
+        "never versioned: no status"
+    );
+    let versions = admin.json(&["s3api", "list-object-versions", "--bucket", "scratch"]);
+    let v: Vec<(&str, &str, bool)> = versions["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["Key"].as_str().unwrap(),
+                o["VersionId"].as_str().unwrap(),
+                o["IsLatest"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        v,
+        [
+            ("live/s2.ts", "null", true),
+            ("live/s3.ts", "null", true),
+            ("live/s4.ts", "null", true)
+        ]
+    );
+    admin.ok(&[
+        "s3api",
+        "delete-object",
+        "--bucket",
+        "scratch",
+        "--key",
+        "live/s2.ts",
+        "--version-id",
+        "null",
+    ]);
+    assert_eq!(stored(&t, "scratch", "live/s2.ts"), None);
+    let (ok, _, err) = run(&mut admin.cmd(&[
+        "s3api",
+        "delete-object",
+        "--bucket",
+        "scratch",
+        "--key",
+        "live/s3.ts",
+        "--version-id",
+        "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+    ]));
+    assert!(!ok && err.contains("InvalidArgument"), "{err}");
+
+    // boto3 empties a bucket by its versions and by its objects.
+    let script = r#"
+import sys, boto3
+from botocore.config import Config
+s3 = boto3.resource("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                    config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+b = s3.Bucket("scratch")
+print("location:", s3.meta.client.get_bucket_location(Bucket="scratch").get("LocationConstraint"))
+b.object_versions.all().delete()
+print("after versions:", sorted(o.key for o in b.objects.all()))
+for i in range(3):
+    b.put_object(Key=f"x/{i}", Body=b"x")
+b.objects.all().delete()
+print("after objects:", sorted(o.key for o in b.objects.all()))
+"#;
+    let (ok, stdout, err) = run(Command::new("python3")
+        .args(["-c", script, &t.s3])
+        .env("AWS_ACCESS_KEY_ID", "tandem-admin")
+        .env("AWS_SECRET_ACCESS_KEY", t.token())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+    assert!(ok, "{err}");
+    assert!(stdout.contains("after versions: []"), "{stdout}");
+    assert!(stdout.contains("after objects: []"), "{stdout}");
+
+    // `s3 rb --force` removes every object, then the bucket.
+    admin.ok(&["s3", "sync", src.to_str().unwrap(), "s3://scratch/"]);
+    admin.ok(&["s3", "rb", "--force", "s3://scratch"]);
+    let buckets = admin.json(&["s3api", "list-buckets"]);
+    assert!(
+        !buckets["Buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["Name"] == "scratch"),
+        "{buckets}"
+    );
+}

@@ -57,6 +57,25 @@ macro_rules! with_checksums {
 const MIN_PART: u64 = 5 * 1024 * 1024;
 const MAX_PARTS: i32 = 10_000;
 
+/// One page of a listing.
+struct Listing {
+    prefix: String,
+    max_keys: usize,
+    objects: Vec<Object>,
+    prefixes: Vec<CommonPrefix>,
+    /// The last key or prefix of a truncated page.
+    next: Option<String>,
+}
+
+/// Only version `null` exists in an unversioned bucket (S3 answers any
+/// other id of such a bucket with `InvalidArgument`).
+fn check_version(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+    }
+}
+
 /// Tandem's S3 implementation.
 #[derive(Debug, Clone)]
 pub struct TandemS3 {
@@ -111,6 +130,58 @@ impl TandemS3 {
             checker.push(&chunk.ok()?);
         }
         Some(checker.finish())
+    }
+
+    /// One page of a bucket's keys after `after`, grouped by `delimiter`:
+    /// what every listing operation answers, each in its own shape.
+    async fn listing(
+        &self,
+        bucket: &str,
+        prefix: String,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max_keys: Option<i32>,
+    ) -> S3Result<Listing> {
+        self.bucket_exists(bucket).await?;
+        let max_keys = match max_keys {
+            None => 1000,
+            Some(n) if n < 0 => {
+                return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
+            }
+            Some(n) => usize::try_from(n).unwrap_or(1000).min(1000),
+        };
+        let all = objects::walk(&self.store, bucket, &prefix).await?;
+        let page = objects::page(all, &prefix, delimiter, after, max_keys);
+        let objects = futures_util::stream::iter(page.objects)
+            .then(|o| async move {
+                let etag = match object_paths(bucket, &o.key) {
+                    Ok(p) => self.info(&p).await.map(|(i, _)| i.etag).ok(),
+                    Err(_) => None,
+                };
+                Object {
+                    key: Some(o.key),
+                    size: i64::try_from(o.size).ok(),
+                    last_modified: Some(Timestamp::from(o.modified)),
+                    e_tag: etag.as_deref().map(quoted),
+                    storage_class: Some(ObjectStorageClass::from_static(
+                        ObjectStorageClass::STANDARD,
+                    )),
+                    ..Default::default()
+                }
+            })
+            .collect::<Vec<_>>()
+            .await;
+        Ok(Listing {
+            prefix,
+            max_keys,
+            objects,
+            prefixes: page
+                .prefixes
+                .into_iter()
+                .map(|p| CommonPrefix { prefix: Some(p) })
+                .collect(),
+            next: page.next,
+        })
     }
 
     async fn bucket_exists(&self, bucket: &str) -> S3Result<()> {
@@ -490,8 +561,12 @@ impl S3 for TandemS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         self.bucket_exists(&input.bucket).await?;
+        check_version(input.version_id.as_deref())?;
         delete_one(&self.store, &input.bucket, &input.key).await?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        Ok(S3Response::new(DeleteObjectOutput {
+            version_id: input.version_id,
+            ..Default::default()
+        }))
     }
 
     async fn delete_objects(
@@ -510,11 +585,16 @@ impl S3 for TandemS3 {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for obj in input.delete.objects {
-            match delete_one(&self.store, &input.bucket, &obj.key).await {
+            let result = match check_version(obj.version_id.as_deref()) {
+                Ok(()) => delete_one(&self.store, &input.bucket, &obj.key).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(()) => {
                     if !quiet {
                         deleted.push(DeletedObject {
                             key: Some(obj.key),
+                            version_id: obj.version_id,
                             ..Default::default()
                         });
                     }
@@ -523,7 +603,7 @@ impl S3 for TandemS3 {
                     code: Some(e.code().as_str().to_owned()),
                     key: Some(obj.key),
                     message: e.message().map(str::to_owned),
-                    version_id: None,
+                    version_id: obj.version_id,
                 }),
             }
         }
@@ -594,68 +674,132 @@ impl S3 for TandemS3 {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        self.bucket_exists(&input.bucket).await?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let max_keys = match input.max_keys {
-            None => 1000,
-            Some(n) if n < 0 => {
-                return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
-            }
-            Some(n) => usize::try_from(n).unwrap_or(1000).min(1000),
-        };
         let after = match &input.continuation_token {
             Some(t) => Some(decode_token(t)?),
             None => input.start_after.clone(),
         };
-        let all = objects::walk(&self.store, &input.bucket, &prefix).await?;
-        let page = objects::page(
-            all,
-            &prefix,
-            input.delimiter.as_deref(),
-            after.as_deref(),
-            max_keys,
-        );
-        let bucket = &input.bucket;
-        let metas = futures_util::stream::iter(page.objects)
-            .then(|o| async move {
-                let etag = match object_paths(bucket, &o.key) {
-                    Ok(p) => self.info(&p).await.map(|(i, _)| i.etag).ok(),
-                    Err(_) => None,
-                };
-                Object {
-                    key: Some(o.key),
-                    size: i64::try_from(o.size).ok(),
-                    last_modified: Some(Timestamp::from(o.modified)),
-                    e_tag: etag.as_deref().map(quoted),
-                    storage_class: Some(ObjectStorageClass::from_static(
-                        ObjectStorageClass::STANDARD,
-                    )),
-                    ..Default::default()
-                }
-            })
-            .collect::<Vec<_>>()
-            .await;
-        let key_count = metas.len() + page.prefixes.len();
+        let l = self
+            .listing(
+                &input.bucket,
+                input.prefix.clone().unwrap_or_default(),
+                input.delimiter.as_deref(),
+                after.as_deref(),
+                input.max_keys,
+            )
+            .await?;
+        let key_count = l.objects.len() + l.prefixes.len();
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket.clone()),
-            prefix: Some(prefix),
+            prefix: Some(l.prefix),
             delimiter: input.delimiter.clone(),
-            max_keys: i32::try_from(max_keys).ok(),
+            max_keys: i32::try_from(l.max_keys).ok(),
             key_count: i32::try_from(key_count).ok(),
-            is_truncated: Some(page.next.is_some()),
+            is_truncated: Some(l.next.is_some()),
             continuation_token: input.continuation_token.clone(),
-            next_continuation_token: page.next.as_deref().map(encode_token),
+            next_continuation_token: l.next.as_deref().map(encode_token),
             start_after: input.start_after.clone(),
             encoding_type: input.encoding_type.clone(),
-            contents: Some(metas),
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
+            contents: Some(l.objects),
+            common_prefixes: Some(l.prefixes),
             ..Default::default()
         }))
+    }
+
+    /// ListObjects version 1: `marker` instead of a continuation token,
+    /// as older tools and `aws s3 rb --force` page with.
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        let l = self
+            .listing(
+                &input.bucket,
+                input.prefix.clone().unwrap_or_default(),
+                input.delimiter.as_deref(),
+                input.marker.as_deref(),
+                input.max_keys,
+            )
+            .await?;
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket.clone()),
+            prefix: Some(l.prefix),
+            marker: Some(input.marker.clone().unwrap_or_default()),
+            delimiter: input.delimiter.clone(),
+            max_keys: i32::try_from(l.max_keys).ok(),
+            is_truncated: Some(l.next.is_some()),
+            next_marker: l.next,
+            encoding_type: input.encoding_type.clone(),
+            contents: Some(l.objects),
+            common_prefixes: Some(l.prefixes),
+            ..Default::default()
+        }))
+    }
+
+    /// Buckets are not versioned: each object is listed once, as version
+    /// `null`, the latest, as S3 does for a bucket that never had
+    /// versioning. Tools that empty a bucket by its versions work.
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = req.input;
+        if input
+            .version_id_marker
+            .as_deref()
+            .is_some_and(|v| !v.is_empty() && v != "null")
+        {
+            return Err(s3_error!(InvalidArgument, "Invalid version id marker"));
+        }
+        let l = self
+            .listing(
+                &input.bucket,
+                input.prefix.clone().unwrap_or_default(),
+                input.delimiter.as_deref(),
+                input.key_marker.as_deref(),
+                input.max_keys,
+            )
+            .await?;
+        let versions = l
+            .objects
+            .into_iter()
+            .map(|o| ObjectVersion {
+                e_tag: o.e_tag,
+                is_latest: Some(true),
+                key: o.key,
+                last_modified: o.last_modified,
+                size: o.size,
+                storage_class: Some(ObjectVersionStorageClass::from_static(
+                    ObjectVersionStorageClass::STANDARD,
+                )),
+                version_id: Some("null".to_owned()),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket.clone()),
+            prefix: Some(l.prefix),
+            key_marker: Some(input.key_marker.clone().unwrap_or_default()),
+            version_id_marker: Some(input.version_id_marker.clone().unwrap_or_default()),
+            delimiter: input.delimiter.clone(),
+            max_keys: i32::try_from(l.max_keys).ok(),
+            is_truncated: Some(l.next.is_some()),
+            next_version_id_marker: l.next.as_ref().map(|_| "null".to_owned()),
+            next_key_marker: l.next,
+            encoding_type: input.encoding_type.clone(),
+            versions: Some(versions),
+            common_prefixes: Some(l.prefixes),
+            ..Default::default()
+        }))
+    }
+
+    /// Versioning was never enabled: no status, as S3 answers then.
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.bucket_exists(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
     }
 
     async fn create_multipart_upload(

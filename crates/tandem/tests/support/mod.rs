@@ -327,7 +327,10 @@ impl Aws<'_> {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("aws");
         c.args(["--endpoint-url", self.endpoint]).args(args);
-        if args.first() == Some(&"s3") {
+        // Only the transfer commands take this flag (`s3 mb`, `s3 rb` refuse it).
+        if args.first() == Some(&"s3")
+            && matches!(args.get(1), Some(&("cp" | "sync" | "mv" | "rm")))
+        {
             c.arg("--only-show-errors");
         }
         c.env("AWS_ACCESS_KEY_ID", &self.key.0)
