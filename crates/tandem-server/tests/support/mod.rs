@@ -304,3 +304,32 @@ pub fn digest_md5(
         creds.username
     )
 }
+
+/// The `/metrics` exposition text.
+pub async fn scrape(srv: &TestServer) -> String {
+    let r = srv.send("GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+/// The value of one series (`name{labels…}` exactly as exposed, or a bare
+/// name) in an exposition text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Scrapes `/metrics` until `series` reads `want` (up to ten seconds): for
+/// a counter another task bumps when it is done. The last value read.
+pub async fn wait_for_metric(srv: &TestServer, series: &str, want: f64) -> Option<f64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = metric_value(&scrape(srv).await, series);
+        if got == Some(want) || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
