@@ -601,3 +601,116 @@ async fn metrics_count_requests_bytes_and_rejections_per_input() {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
 }
+
+/// Starts a server with an extra channel `id` (metrics are process-wide:
+/// a test that reads exact values uses a channel no other test touches).
+async fn with_channel(id: &str) -> TestServer {
+    let s = TestServer::start(|_| {}).await;
+    let id = tandem_core::ChannelId::parse(id).unwrap();
+    s.state
+        .create_channel(&id, std::time::SystemTime::now())
+        .await
+        .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn metrics_count_each_published_object_and_its_bytes_exactly() {
+    let s = with_channel("counted").await;
+    let auth = s.basic("counted", 0);
+    for k in 0..3 {
+        let r = s
+            .put(&format!("/in/counted/0/live/s{k}.ts"), &auth, &[7u8; 1234])
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    // Refused and cut-off uploads publish nothing, so they count no object.
+    assert_eq!(
+        s.send("PUT", "/in/counted/0/live/x.ts", &[], b"x")
+            .await
+            .status,
+        401
+    );
+    let text = support::scrape(&s).await;
+    let value = |series: &str| support::metric_value(&text, series);
+    assert_eq!(
+        value(r#"tandem_ingest_objects_total{channel="counted",pipeline="0"}"#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"tandem_ingest_bytes_total{channel="counted",pipeline="0"}"#),
+        Some(3.0 * 1234.0)
+    );
+    assert_eq!(
+        value(
+            r#"tandem_ingest_requests_total{channel="counted",pipeline="0",method="PUT",status="201"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            r#"tandem_ingest_rejected_total{channel="counted",pipeline="0",reason="unauthorized"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"tandem_ingest_objects_total{channel="counted",pipeline="1"}"#),
+        None
+    );
+    // Pipeline 0 just wrote; pipeline 1 never did, so it has no age.
+    let age =
+        value(r#"tandem_input_seconds_since_last_write{channel="counted",pipeline="0"}"#).unwrap();
+    assert!((0.0..5.0).contains(&age), "{age}");
+    assert_eq!(
+        value(r#"tandem_input_seconds_since_last_write{channel="counted",pipeline="1"}"#),
+        None
+    );
+    assert_eq!(
+        value(r#"tandem_input_up{channel="counted",pipeline="0"}"#),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn metrics_give_the_age_of_an_inputs_last_playlist_advance() {
+    let s = with_channel("advancing").await;
+    let auth = s.basic("advancing", 1);
+    assert_eq!(
+        s.put("/in/advancing/1/live/c0.ts", &auth, &[1u8; 188])
+            .await
+            .status,
+        201
+    );
+    let pl = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nc0.ts\n";
+    assert_eq!(
+        s.put("/in/advancing/1/live/c.m3u8", &auth, pl.as_bytes())
+            .await
+            .status,
+        201
+    );
+    // The output engine takes the playlist asynchronously: wait until the
+    // gauge appears, then check it is the age of a write just made.
+    let series = r#"tandem_input_seconds_since_last_advance{channel="advancing",pipeline="1"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let age = loop {
+        let text = support::scrape(&s).await;
+        if let Some(v) = support::metric_value(&text, series) {
+            assert_eq!(
+                support::metric_value(
+                    &text,
+                    r#"tandem_input_seconds_since_last_advance{channel="advancing",pipeline="0"}"#
+                ),
+                None,
+                "pipeline 0 never advanced"
+            );
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never appeared:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!((0.0..5.0).contains(&age), "{age}");
+}

@@ -661,3 +661,43 @@ async fn virtual_host_style_names_the_bucket_in_the_host() {
     let r = read_response(&mut s, false).await;
     assert_eq!((r.status, r.body.as_slice()), (200, b"virtual".as_slice()));
 }
+
+#[tokio::test]
+async fn the_archive_indexes_gauge_counts_the_indexes_the_watch_saw() {
+    // Its own archive id: the gauge is process-wide.
+    let s3 = S3::start_for("gauged").await;
+    let seg = |i: usize| {
+        std::fs::read(format!(
+            "{}/../../testdata/ts/ffmpeg_segment_2s.{i:06}.ts",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let id = ArchiveId::parse("gauged").unwrap();
+    let state = &s3.srv.state;
+    let series = r#"tandem_archive_indexes{archive="gauged"}"#;
+    // Indexes 0 and 1 in pipeline 0's bucket.
+    for index in 0..2 {
+        let path = format!("/gauged-0/live/a.{index:06}.ts");
+        assert_eq!(s3.call("PUT", &path, &seg(index)).await.status, 200);
+    }
+    tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
+    let text = support::scrape(&s3.srv).await;
+    assert_eq!(support::metric_value(&text, series), Some(2.0), "{text}");
+    // Index 2 arrives; index 3 is a name the watch does not recognise.
+    assert_eq!(
+        s3.call("PUT", "/gauged-0/live/a.000002.ts", &seg(2))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s3.call("PUT", "/gauged-0/live/notes.txt", b"not an archive file")
+            .await
+            .status,
+        200
+    );
+    tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
+    let text = support::scrape(&s3.srv).await;
+    assert_eq!(support::metric_value(&text, series), Some(3.0), "{text}");
+}
