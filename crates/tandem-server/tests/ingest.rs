@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::{TestServer, digest_md5, read_response};
 use tandem_store::MemoryStore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn put_publishes_the_exact_bytes_and_answers_201_then_204() {
@@ -192,19 +192,24 @@ async fn a_short_body_is_refused_and_never_visible() {
     let auth = s.basic("demo", 0);
     let mut c = s.connect().await;
     let head = format!(
-        "PUT /in/demo/0/short.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 100\r\n\r\n"
+        "PUT /in/demo/0/short.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 3000000\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.unwrap();
-    c.write_all(&[1u8; 60]).await.unwrap();
-    c.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer).await;
-    let answer = String::from_utf8_lossy(&answer);
+    // Past the store's 1 MiB in-memory batch, so a staged file exists.
+    c.write_all(&vec![1u8; 1_500_000]).await.unwrap();
     assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
-        "{answer}"
+        s.eventually(|| s.staged_files() == 1).await,
+        "the upload is staged on disk"
     );
-    assert!(s.eventually(|| s.staged_files() == 0).await);
+    c.shutdown().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), read_response(&mut c, false))
+        .await
+        .expect("an answer to the short body");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "the staged upload is discarded"
+    );
     assert_eq!(s.get("/in/demo/0/short.ts", &auth).await.status, 404);
     assert!(!s.on_disk("demo/0/short.ts").exists());
 }
@@ -215,14 +220,31 @@ async fn a_chunked_body_without_its_terminator_is_never_visible() {
     let auth = s.basic("demo", 0);
     let mut c = s.connect().await;
     let head = format!(
-        "PUT /in/demo/0/c.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        "PUT /in/demo/0/c.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.unwrap();
+    // One whole 1.5 MB chunk (staged on disk), then the client goes away
+    // before the terminating chunk.
+    c.write_all(format!("{:x}\r\n", 1_500_000).as_bytes())
+        .await
+        .unwrap();
+    c.write_all(&vec![b'c'; 1_500_000]).await.unwrap();
+    c.write_all(b"\r\n").await.unwrap();
+    assert!(
+        s.eventually(|| s.staged_files() == 1).await,
+        "the upload is staged on disk"
+    );
     c.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer).await;
-    assert!(s.eventually(|| s.staged_files() == 0).await);
+    let r = tokio::time::timeout(Duration::from_secs(10), read_response(&mut c, false))
+        .await
+        .expect("an answer to the unterminated body");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "the staged upload is discarded"
+    );
     assert_eq!(s.get("/in/demo/0/c.ts", &auth).await.status, 404);
+    assert!(!s.on_disk("demo/0/c.ts").exists());
 }
 
 #[tokio::test]
@@ -231,13 +253,18 @@ async fn a_stalled_upload_times_out_with_408_and_stores_nothing() {
     let auth = s.basic("demo", 0);
     let mut c = s.connect().await;
     let head = format!(
-        "PUT /in/demo/0/slow.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 100\r\n\r\n"
+        "PUT /in/demo/0/slow.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 3000000\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.unwrap();
-    c.write_all(&[1u8; 10]).await.unwrap();
+    // Past the store's 1 MiB in-memory batch, so a staged file exists
+    // while the upload stalls.
+    c.write_all(&vec![1u8; 1_500_000]).await.unwrap();
     let r = read_response(&mut c, false).await;
     assert_eq!(r.status, 408);
-    assert_eq!(s.staged_files(), 0);
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "the staged upload is discarded"
+    );
     assert!(!s.on_disk("demo/0/slow.ts").exists());
 }
 
@@ -333,7 +360,20 @@ async fn bodies_over_the_limit_are_413_announced_or_not() {
         201
     );
     assert!(!s.on_disk("demo/0/big.ts").exists() && !s.on_disk("demo/0/big2.ts").exists());
-    assert!(s.eventually(|| s.staged_files() == 0).await);
+    let token = format!("Bearer {}", s.state.admin_token);
+    let listed = s
+        .send(
+            "GET",
+            "/api/v1/channels/demo",
+            &[("Authorization", &token)],
+            b"",
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(
+        v["inputs"][0]["objects_received"], 1,
+        "only the 1000-byte upload was received"
+    );
 }
 
 #[tokio::test]
