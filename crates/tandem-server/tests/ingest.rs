@@ -754,3 +754,65 @@ async fn metrics_give_the_age_of_an_inputs_last_playlist_advance() {
     };
     assert!((0.0..5.0).contains(&age), "{age}");
 }
+
+#[tokio::test]
+async fn digest_md5_sess_and_sha_256_sess_authenticate_and_a_wrong_password_does_not() {
+    let s = TestServer::start(|_| {}).await;
+    let creds = s.creds("demo", 0);
+    for (i, (algorithm, challenge_index)) in [("MD5-sess", 1), ("SHA-256-sess", 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let uri = format!("/in/demo/0/live/sess{i}.ts");
+        let challenge = s.send("PUT", &uri, &[], b"").await;
+        assert_eq!(challenge.status, 401);
+        let offered = challenge.all("www-authenticate")[challenge_index].to_owned();
+        assert!(
+            offered.contains(&format!(
+                "algorithm={}",
+                algorithm.trim_end_matches("-sess")
+            )),
+            "{offered}"
+        );
+        // The wrong password, with the -sess algorithm, is refused.
+        let wrong = support::digest_with(
+            &offered,
+            &creds.username,
+            "not-the-password",
+            algorithm,
+            "PUT",
+            &uri,
+            1,
+        );
+        assert_eq!(s.put(&uri, &wrong, b"x").await.status, 401, "{algorithm}");
+        assert!(!s.on_disk(&format!("demo/0/live/sess{i}.ts")).exists());
+        // The right one is accepted, and the bytes are stored.
+        let right = support::digest_with(
+            &offered,
+            &creds.username,
+            &creds.password,
+            algorithm,
+            "PUT",
+            &uri,
+            2,
+        );
+        let r = s.put(&uri, &right, algorithm.as_bytes()).await;
+        assert_eq!(r.status, 201, "{algorithm}: {}", r.text());
+        assert_eq!(
+            std::fs::read(s.on_disk(&format!("demo/0/live/sess{i}.ts"))).unwrap(),
+            algorithm.as_bytes()
+        );
+        // And the next request on the same nonce (higher nc) reads it back.
+        let get = support::digest_with(
+            &offered,
+            &creds.username,
+            &creds.password,
+            algorithm,
+            "GET",
+            &uri,
+            3,
+        );
+        let r = s.get(&uri, &get).await;
+        assert_eq!((r.status, r.body.as_slice()), (200, algorithm.as_bytes()));
+    }
+}

@@ -333,3 +333,44 @@ pub async fn wait_for_metric(srv: &TestServer, series: &str, want: f64) -> Optio
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A Digest (qop=auth) Authorization header for `challenge` with any
+/// RFC 7616 algorithm (`MD5`, `MD5-sess`, `SHA-256`, `SHA-256-sess`),
+/// computed here independently of the server's code.
+pub fn digest_with(
+    challenge: &str,
+    username: &str,
+    password: &str,
+    algorithm: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let sha256 = algorithm.to_ascii_uppercase().starts_with("SHA-256");
+    let h = |s: String| -> String {
+        let bytes: Vec<u8> = if sha256 {
+            sha2::Sha256::digest(s.as_bytes()).to_vec()
+        } else {
+            Md5::digest(s.as_bytes()).to_vec()
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let cnonce = "f2a3b4c5d6e7";
+    let mut ha1 = h(format!("{username}:tandem:{password}"));
+    if algorithm.to_ascii_lowercase().ends_with("-sess") {
+        ha1 = h(format!("{ha1}:{nonce}:{cnonce}"));
+    }
+    let ha2 = h(format!("{method}:{uri}"));
+    let nc = format!("{nc:08x}");
+    let resp = h(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    format!(
+        "Digest username=\"{username}\", realm=\"tandem\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm={algorithm}, response=\"{resp}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\", opaque=\"tandem\""
+    )
+}
