@@ -321,19 +321,6 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Scrapes `/metrics` until `series` reads `want` (up to ten seconds): for
-/// a counter another task bumps when it is done. The last value read.
-pub async fn wait_for_metric(srv: &TestServer, series: &str, want: f64) -> Option<f64> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = metric_value(&scrape(srv).await, series);
-        if got == Some(want) || tokio::time::Instant::now() > deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A Digest (qop=auth) Authorization header for `challenge` with any
 /// RFC 7616 algorithm (`MD5`, `MD5-sess`, `SHA-256`, `SHA-256-sess`),
 /// computed here independently of the server's code.
