@@ -252,16 +252,91 @@ mod tests {
 
     #[test]
     fn file_config_parses_every_key_and_refuses_unknown_ones() {
-        let f: FileConfig = toml::from_str(
-            "listen = \"0.0.0.0:80\"\nauth_schemes = [\"basic\"]\nmax_body_bytes = 10\ninput_loss_after_secs = 4\n",
-        )
-        .unwrap();
+        // Every key, each with a value that differs from its default.
+        let text = r#"
+listen = "0.0.0.0:80"
+data = "/var/lib/tandem"
+public_url = "https://origin.example.com"
+tls_cert = "/etc/tandem/cert.pem"
+tls_key = "/etc/tandem/key.pem"
+max_body_bytes = 10
+body_idle_timeout_secs = 7
+nonce_lifetime_secs = 60
+auth_schemes = ["basic", "digest-md5"]
+input_loss_after_secs = 4
+shutdown_grace_secs = 3
+output_grace_secs = 90
+output_cache_bytes = 1024
+s3_listen = "off"
+s3_region = "eu-west-3"
+s3_domains = ["s3.example.com", "localhost"]
+"#;
+        let f: FileConfig = toml::from_str(text).unwrap();
+        // A struct literal with no `..`: a key added to FileConfig does not
+        // compile here until this test covers it.
+        assert_eq!(
+            f,
+            FileConfig {
+                listen: Some("0.0.0.0:80".into()),
+                data: Some("/var/lib/tandem".into()),
+                public_url: Some("https://origin.example.com".into()),
+                tls_cert: Some("/etc/tandem/cert.pem".into()),
+                tls_key: Some("/etc/tandem/key.pem".into()),
+                max_body_bytes: Some(10),
+                body_idle_timeout_secs: Some(7),
+                nonce_lifetime_secs: Some(60),
+                auth_schemes: Some(vec![Scheme::Basic, Scheme::DigestMd5]),
+                input_loss_after_secs: Some(4),
+                shutdown_grace_secs: Some(3),
+                output_grace_secs: Some(90),
+                output_cache_bytes: Some(1024),
+                s3_listen: Some("off".into()),
+                s3_region: Some("eu-west-3".into()),
+                s3_domains: Some(vec!["s3.example.com".into(), "localhost".into()]),
+            }
+        );
+        // Applied over the defaults, every key the file owns takes effect
+        // (listen, data and s3_listen are the binary's: flags and
+        // environment variables can override them).
         let mut cfg = ServerConfig::new(DEFAULT_LISTEN.parse().unwrap(), "d".into());
         f.apply(&mut cfg);
-        assert_eq!(cfg.auth_schemes, vec![Scheme::Basic]);
+        assert_eq!(
+            cfg.public_url.as_deref(),
+            Some("https://origin.example.com")
+        );
+        assert_eq!(
+            cfg.tls,
+            Some(TlsFiles {
+                cert: "/etc/tandem/cert.pem".into(),
+                key: "/etc/tandem/key.pem".into(),
+            })
+        );
         assert_eq!(cfg.max_body_bytes, 10);
+        assert_eq!(cfg.body_idle_timeout, Duration::from_secs(7));
+        assert_eq!(cfg.nonce_lifetime, Duration::from_secs(60));
+        assert_eq!(cfg.auth_schemes, vec![Scheme::Basic, Scheme::DigestMd5]);
         assert_eq!(cfg.input_loss_after, Duration::from_secs(4));
+        assert_eq!(cfg.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(cfg.output_grace, Duration::from_secs(90));
+        assert_eq!(cfg.output_cache_bytes, 1024);
+        assert_eq!(cfg.s3.region, "eu-west-3");
+        assert_eq!(cfg.s3.domains, ["s3.example.com", "localhost"]);
+        assert_eq!(parse_s3_listen("off"), Ok(None));
+        assert_eq!(
+            parse_s3_listen("127.0.0.1:9001"),
+            Ok(Some("127.0.0.1:9001".parse().unwrap()))
+        );
+        // An empty file changes nothing.
+        let mut untouched = ServerConfig::new(DEFAULT_LISTEN.parse().unwrap(), "d".into());
+        toml::from_str::<FileConfig>("")
+            .unwrap()
+            .apply(&mut untouched);
+        assert_eq!(untouched.max_body_bytes, DEFAULT_MAX_BODY);
+        assert_eq!(untouched.output_grace, DEFAULT_OUTPUT_GRACE);
+        assert_eq!(untouched.s3.region, "us-east-1");
+        // Unknown keys and unknown auth schemes are refused.
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("auth_schemes = [\"ntlm\"]").is_err());
     }
 
     #[test]

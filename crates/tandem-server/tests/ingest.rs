@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::{TestServer, digest_md5, read_response};
 use tandem_store::MemoryStore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn put_publishes_the_exact_bytes_and_answers_201_then_204() {
@@ -192,19 +192,24 @@ async fn a_short_body_is_refused_and_never_visible() {
     let auth = s.basic("demo", 0);
     let mut c = s.connect().await;
     let head = format!(
-        "PUT /in/demo/0/short.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 100\r\n\r\n"
+        "PUT /in/demo/0/short.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 3000000\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.unwrap();
-    c.write_all(&[1u8; 60]).await.unwrap();
-    c.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer).await;
-    let answer = String::from_utf8_lossy(&answer);
+    // Past the store's 1 MiB in-memory batch, so a staged file exists.
+    c.write_all(&vec![1u8; 1_500_000]).await.unwrap();
     assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
-        "{answer}"
+        s.eventually(|| s.staged_files() == 1).await,
+        "the upload is staged on disk"
     );
-    assert!(s.eventually(|| s.staged_files() == 0).await);
+    c.shutdown().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), read_response(&mut c, false))
+        .await
+        .expect("an answer to the short body");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "the staged upload is discarded"
+    );
     assert_eq!(s.get("/in/demo/0/short.ts", &auth).await.status, 404);
     assert!(!s.on_disk("demo/0/short.ts").exists());
 }
@@ -215,14 +220,31 @@ async fn a_chunked_body_without_its_terminator_is_never_visible() {
     let auth = s.basic("demo", 0);
     let mut c = s.connect().await;
     let head = format!(
-        "PUT /in/demo/0/c.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        "PUT /in/demo/0/c.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.unwrap();
+    // One whole 1.5 MB chunk (staged on disk), then the client goes away
+    // before the terminating chunk.
+    c.write_all(format!("{:x}\r\n", 1_500_000).as_bytes())
+        .await
+        .unwrap();
+    c.write_all(&vec![b'c'; 1_500_000]).await.unwrap();
+    c.write_all(b"\r\n").await.unwrap();
+    assert!(
+        s.eventually(|| s.staged_files() == 1).await,
+        "the upload is staged on disk"
+    );
     c.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer).await;
-    assert!(s.eventually(|| s.staged_files() == 0).await);
+    let r = tokio::time::timeout(Duration::from_secs(10), read_response(&mut c, false))
+        .await
+        .expect("an answer to the unterminated body");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "the staged upload is discarded"
+    );
     assert_eq!(s.get("/in/demo/0/c.ts", &auth).await.status, 404);
+    assert!(!s.on_disk("demo/0/c.ts").exists());
 }
 
 #[tokio::test]
@@ -231,13 +253,18 @@ async fn a_stalled_upload_times_out_with_408_and_stores_nothing() {
     let auth = s.basic("demo", 0);
     let mut c = s.connect().await;
     let head = format!(
-        "PUT /in/demo/0/slow.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 100\r\n\r\n"
+        "PUT /in/demo/0/slow.ts HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 3000000\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.unwrap();
-    c.write_all(&[1u8; 10]).await.unwrap();
+    // Past the store's 1 MiB in-memory batch, so a staged file exists
+    // while the upload stalls.
+    c.write_all(&vec![1u8; 1_500_000]).await.unwrap();
     let r = read_response(&mut c, false).await;
     assert_eq!(r.status, 408);
-    assert_eq!(s.staged_files(), 0);
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "the staged upload is discarded"
+    );
     assert!(!s.on_disk("demo/0/slow.ts").exists());
 }
 
@@ -333,7 +360,20 @@ async fn bodies_over_the_limit_are_413_announced_or_not() {
         201
     );
     assert!(!s.on_disk("demo/0/big.ts").exists() && !s.on_disk("demo/0/big2.ts").exists());
-    assert!(s.eventually(|| s.staged_files() == 0).await);
+    let token = format!("Bearer {}", s.state.admin_token);
+    let listed = s
+        .send(
+            "GET",
+            "/api/v1/channels/demo",
+            &[("Authorization", &token)],
+            b"",
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(
+        v["inputs"][0]["objects_received"], 1,
+        "only the 1000-byte upload was received"
+    );
 }
 
 #[tokio::test]
@@ -599,5 +639,180 @@ async fn metrics_count_requests_bytes_and_rejections_per_input() {
         r#"tandem_input_up{channel="demo",pipeline="0"} 0"#,
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+/// Starts a server with an extra channel `id` (metrics are process-wide:
+/// a test that reads exact values uses a channel no other test touches).
+async fn with_channel(id: &str) -> TestServer {
+    let s = TestServer::start(|_| {}).await;
+    let id = tandem_core::ChannelId::parse(id).unwrap();
+    s.state
+        .create_channel(&id, std::time::SystemTime::now())
+        .await
+        .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn metrics_count_each_published_object_and_its_bytes_exactly() {
+    let s = with_channel("counted").await;
+    let auth = s.basic("counted", 0);
+    for k in 0..3 {
+        let r = s
+            .put(&format!("/in/counted/0/live/s{k}.ts"), &auth, &[7u8; 1234])
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    // Refused and cut-off uploads publish nothing, so they count no object.
+    assert_eq!(
+        s.send("PUT", "/in/counted/0/live/x.ts", &[], b"x")
+            .await
+            .status,
+        401
+    );
+    let text = support::scrape(&s).await;
+    let value = |series: &str| support::metric_value(&text, series);
+    assert_eq!(
+        value(r#"tandem_ingest_objects_total{channel="counted",pipeline="0"}"#),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"tandem_ingest_bytes_total{channel="counted",pipeline="0"}"#),
+        Some(3.0 * 1234.0)
+    );
+    assert_eq!(
+        value(
+            r#"tandem_ingest_requests_total{channel="counted",pipeline="0",method="PUT",status="201"}"#
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            r#"tandem_ingest_rejected_total{channel="counted",pipeline="0",reason="unauthorized"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"tandem_ingest_objects_total{channel="counted",pipeline="1"}"#),
+        None
+    );
+    // Pipeline 0 just wrote; pipeline 1 never did, so it has no age.
+    let age =
+        value(r#"tandem_input_seconds_since_last_write{channel="counted",pipeline="0"}"#).unwrap();
+    assert!((0.0..5.0).contains(&age), "{age}");
+    assert_eq!(
+        value(r#"tandem_input_seconds_since_last_write{channel="counted",pipeline="1"}"#),
+        None
+    );
+    assert_eq!(
+        value(r#"tandem_input_up{channel="counted",pipeline="0"}"#),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn metrics_give_the_age_of_an_inputs_last_playlist_advance() {
+    let s = with_channel("advancing").await;
+    let auth = s.basic("advancing", 1);
+    assert_eq!(
+        s.put("/in/advancing/1/live/c0.ts", &auth, &[1u8; 188])
+            .await
+            .status,
+        201
+    );
+    let pl = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nc0.ts\n";
+    assert_eq!(
+        s.put("/in/advancing/1/live/c.m3u8", &auth, pl.as_bytes())
+            .await
+            .status,
+        201
+    );
+    // The output engine takes the playlist asynchronously: wait until the
+    // gauge appears, then check it is the age of a write just made.
+    let series = r#"tandem_input_seconds_since_last_advance{channel="advancing",pipeline="1"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let age = loop {
+        let text = support::scrape(&s).await;
+        if let Some(v) = support::metric_value(&text, series) {
+            assert_eq!(
+                support::metric_value(
+                    &text,
+                    r#"tandem_input_seconds_since_last_advance{channel="advancing",pipeline="0"}"#
+                ),
+                None,
+                "pipeline 0 never advanced"
+            );
+            break v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} never appeared:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!((0.0..5.0).contains(&age), "{age}");
+}
+
+#[tokio::test]
+async fn digest_md5_sess_and_sha_256_sess_authenticate_and_a_wrong_password_does_not() {
+    let s = TestServer::start(|_| {}).await;
+    let creds = s.creds("demo", 0);
+    for (i, (algorithm, challenge_index)) in [("MD5-sess", 1), ("SHA-256-sess", 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let uri = format!("/in/demo/0/live/sess{i}.ts");
+        let challenge = s.send("PUT", &uri, &[], b"").await;
+        assert_eq!(challenge.status, 401);
+        let offered = challenge.all("www-authenticate")[challenge_index].to_owned();
+        assert!(
+            offered.contains(&format!(
+                "algorithm={}",
+                algorithm.trim_end_matches("-sess")
+            )),
+            "{offered}"
+        );
+        // The wrong password, with the -sess algorithm, is refused.
+        let wrong = support::digest_with(
+            &offered,
+            &creds.username,
+            "not-the-password",
+            algorithm,
+            "PUT",
+            &uri,
+            1,
+        );
+        assert_eq!(s.put(&uri, &wrong, b"x").await.status, 401, "{algorithm}");
+        assert!(!s.on_disk(&format!("demo/0/live/sess{i}.ts")).exists());
+        // The right one is accepted, and the bytes are stored.
+        let right = support::digest_with(
+            &offered,
+            &creds.username,
+            &creds.password,
+            algorithm,
+            "PUT",
+            &uri,
+            2,
+        );
+        let r = s.put(&uri, &right, algorithm.as_bytes()).await;
+        assert_eq!(r.status, 201, "{algorithm}: {}", r.text());
+        assert_eq!(
+            std::fs::read(s.on_disk(&format!("demo/0/live/sess{i}.ts"))).unwrap(),
+            algorithm.as_bytes()
+        );
+        // And the next request on the same nonce (higher nc) reads it back.
+        let get = support::digest_with(
+            &offered,
+            &creds.username,
+            &creds.password,
+            algorithm,
+            "GET",
+            &uri,
+            3,
+        );
+        let r = s.get(&uri, &get).await;
+        assert_eq!((r.status, r.body.as_slice()), (200, algorithm.as_bytes()));
     }
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::{Resp, TestServer};
 
 fn playlist(first: u64, last: u64) -> String {
@@ -313,4 +315,120 @@ async fn with_no_segment_cache_segments_come_from_the_store_unchanged() {
         )
         .await;
     assert_eq!((part.status, part.text().as_str()), (206, "p1-seg1"));
+}
+
+/// A media playlist of 1 s segments `first..=last` named `c{k}.ts`.
+fn short_playlist(first: u64, last: u64) -> String {
+    let mut t = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
+    for k in first..=last {
+        t.push_str(&format!("#EXTINF:1.000000,\nc{k}.ts\n"));
+    }
+    t
+}
+
+/// Pipeline `p` of `channel` announces segments 0..=`k`; it uploads
+/// segment `k` first unless `skip` (announced but never uploaded).
+async fn announce(s: &TestServer, channel: &str, p: usize, k: u64, skip: bool) {
+    let auth = s.basic(channel, p);
+    if !skip {
+        let seg = format!("p{p}-c{k}").repeat(50);
+        let r = s
+            .put(
+                &format!("/in/{channel}/{p}/live/c{k}.ts"),
+                &auth,
+                seg.as_bytes(),
+            )
+            .await;
+        assert_eq!(r.status / 100, 2);
+    }
+    let pl = short_playlist(0, k);
+    let r = s
+        .put(
+            &format!("/in/{channel}/{p}/live/c.m3u8"),
+            &auth,
+            pl.as_bytes(),
+        )
+        .await;
+    assert_eq!(r.status / 100, 2);
+}
+
+#[tokio::test]
+async fn output_metrics_count_segments_per_pipeline_fills_misses_and_switches() {
+    // A channel of its own (metrics are process-wide), with a 1 s loss
+    // threshold so fills and misses resolve quickly.
+    let s = TestServer::start(|_| {}).await;
+    let id = tandem_core::ChannelId::parse("metered").unwrap();
+    let failover = tandem_core::FailoverSettings {
+        loss_after_targets: Some(1.0),
+        ..Default::default()
+    };
+    s.state
+        .create_channel_with(&id, std::time::SystemTime::now(), failover)
+        .await
+        .unwrap();
+    for k in 0..=2 {
+        announce(&s, "metered", 0, k, false).await;
+        announce(&s, "metered", 1, k, false).await;
+    }
+    // Segment 3: announced by P0, never uploaded there; P1 has it (a fill).
+    announce(&s, "metered", 0, 3, true).await;
+    announce(&s, "metered", 1, 3, false).await;
+    announce(&s, "metered", 0, 4, false).await;
+    announce(&s, "metered", 1, 4, false).await;
+    // Segment 5: announced by both, uploaded by neither (a miss).
+    announce(&s, "metered", 0, 5, true).await;
+    announce(&s, "metered", 1, 5, true).await;
+    announce(&s, "metered", 0, 6, false).await;
+    announce(&s, "metered", 1, 6, false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let r = s.send("GET", "/out/metered/live/c.m3u8", &[], b"").await;
+        if r.status == 200 && r.text().contains("c6.ts") {
+            break r.text();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", r.text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(out.contains("/3/c3.ts") && !out.contains("c5.ts"), "{out}");
+    let seg3 = s.send("GET", "/out/metered/live/c/3/c3.ts", &[], b"").await;
+    assert_eq!((seg3.status, seg3.text()), (200, "p1-c3".repeat(50)));
+
+    let text = support::scrape(&s).await;
+    let value = |series: &str| support::metric_value(&text, series);
+    let labels = r#"channel="metered",rendition="live/c.m3u8""#;
+    assert_eq!(
+        value(&format!(
+            r#"tandem_output_segments_total{{{labels},pipeline="0"}}"#
+        )),
+        Some(5.0),
+        "segments 0, 1, 2, 4 and 6 from P0:\n{text}"
+    );
+    assert_eq!(
+        value(&format!(
+            r#"tandem_output_segments_total{{{labels},pipeline="1"}}"#
+        )),
+        Some(1.0),
+        "segment 3 from P1"
+    );
+    assert_eq!(
+        value(&format!("tandem_output_segments_filled_total{{{labels}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&format!("tandem_output_segments_missing_total{{{labels}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&format!(
+            r#"tandem_output_switches_total{{{labels},reason="started"}}"#
+        )),
+        Some(1.0)
+    );
+    // Every playlist published gets one publish-delay observation: 2 × 7.
+    assert_eq!(
+        value(r#"tandem_output_publish_delay_seconds_count{channel="metered"}"#),
+        Some(14.0)
+    );
 }

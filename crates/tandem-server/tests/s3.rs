@@ -119,8 +119,14 @@ struct S3 {
 
 impl S3 {
     async fn start() -> Self {
+        Self::start_for("news").await
+    }
+
+    /// A server with the archive pair `id` (tests that read process-wide
+    /// metrics use an id of their own).
+    async fn start_for(id: &str) -> Self {
         let srv = TestServer::start(|_| {}).await;
-        let id = ArchiveId::parse("news").unwrap();
+        let id = ArchiveId::parse(id).unwrap();
         let spec = srv
             .state
             .create_archive(&id, SystemTime::now(), Some(10))
@@ -231,33 +237,67 @@ fn code(r: &Resp) -> String {
 
 #[tokio::test]
 async fn an_interrupted_put_object_publishes_nothing_and_keeps_the_previous_version() {
-    let s3 = S3::start().await;
+    // Its own archive id: the upload counter below is process-wide.
+    let s3 = S3::start_for("cutoff").await;
     let v1 = vec![1u8; 100_000];
-    assert_eq!(s3.call("PUT", "/news-0/a/seg.ts", &v1).await.status, 200);
-    // Version 2 announces 1 MB and sends 300 KB before the client goes away.
-    let v2 = vec![2u8; 300_000];
+    assert_eq!(s3.call("PUT", "/cutoff-0/a/seg.ts", &v1).await.status, 200);
+    // Version 2 announces 3 MB and sends 1.5 MB (past the store's 1 MiB
+    // in-memory batch, so a staged file exists) before the client goes away.
+    let v2 = vec![2u8; 1_500_000];
     assert!(
-        s3.raw("PUT", "/news-0/a/seg.ts", 1_000_000, &v2, true)
+        s3.raw("PUT", "/cutoff-0/a/seg.ts", 3_000_000, &v2, true)
             .await
             .is_none()
     );
     // A brand-new key cut off the same way.
     assert!(
-        s3.raw("PUT", "/news-0/a/new.ts", 1_000_000, &v2, true)
+        s3.raw("PUT", "/cutoff-0/a/new.ts", 3_000_000, &v2, true)
             .await
             .is_none()
     );
-    let disk = s3.srv.dir.path().join("objects/s3.buckets/news-0/a");
-    assert!(
-        s3.srv.eventually(|| s3.srv.staged_files() == 0).await,
-        "a staged file was left behind"
+    // The client is gone before the server has read the end of either
+    // body: wait until all three handlers are over, whatever their outcome,
+    // before looking at what they left.
+    let prefix = r#"tandem_s3_uploads_total{bucket="cutoff-0",operation="PutObject",outcome=""#;
+    let outcomes = |text: &str| -> Vec<(String, f64)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|l| {
+                let (outcome, value) = l.split_once("\"} ")?;
+                Some((outcome.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let ended = loop {
+        let ended = outcomes(&support::scrape(&s3.srv).await);
+        if ended.iter().map(|(_, n)| n).sum::<f64>() >= 3.0 {
+            break ended;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the uploads never ended: {ended:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut ended = ended;
+    ended.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        ended,
+        [("IncompleteBody".to_owned(), 2.0), ("ok".to_owned(), 1.0)],
+        "the two cut uploads end refused, only the whole one is published"
     );
+    let disk = s3.srv.dir.path().join("objects/s3.buckets/cutoff-0/a");
     assert_eq!(std::fs::read(disk.join("seg.ts")).unwrap(), v1);
     assert!(!disk.join("new.ts").exists());
-    let got = s3.call("GET", "/news-0/a/seg.ts", b"").await;
+    let got = s3.call("GET", "/cutoff-0/a/seg.ts", b"").await;
     assert_eq!((got.status, got.body == v1), (200, true));
-    let list = s3.call("GET", "/news-0?list-type=2", b"").await;
+    let head = s3.call("HEAD", "/cutoff-0/a/new.ts", b"").await;
+    assert_eq!(head.status, 404);
+    let list = s3.call("GET", "/cutoff-0?list-type=2", b"").await;
     assert_eq!(S3::listed_keys(&list.body), ["a/seg.ts"]);
+    // The staged files of the cut bodies are gone with their handlers.
+    assert_eq!(s3.srv.staged_files(), 0, "a staged file was left behind");
 }
 
 #[tokio::test]
@@ -620,4 +660,44 @@ async fn virtual_host_style_names_the_bucket_in_the_host() {
     s.write_all(head.as_bytes()).await.unwrap();
     let r = read_response(&mut s, false).await;
     assert_eq!((r.status, r.body.as_slice()), (200, b"virtual".as_slice()));
+}
+
+#[tokio::test]
+async fn the_archive_indexes_gauge_counts_the_indexes_the_watch_saw() {
+    // Its own archive id: the gauge is process-wide.
+    let s3 = S3::start_for("gauged").await;
+    let seg = |i: usize| {
+        std::fs::read(format!(
+            "{}/../../testdata/ts/ffmpeg_segment_2s.{i:06}.ts",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let id = ArchiveId::parse("gauged").unwrap();
+    let state = &s3.srv.state;
+    let series = r#"tandem_archive_indexes{archive="gauged"}"#;
+    // Indexes 0 and 1 in pipeline 0's bucket.
+    for index in 0..2 {
+        let path = format!("/gauged-0/live/a.{index:06}.ts");
+        assert_eq!(s3.call("PUT", &path, &seg(index)).await.status, 200);
+    }
+    tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
+    let text = support::scrape(&s3.srv).await;
+    assert_eq!(support::metric_value(&text, series), Some(2.0), "{text}");
+    // Index 2 arrives; index 3 is a name the watch does not recognise.
+    assert_eq!(
+        s3.call("PUT", "/gauged-0/live/a.000002.ts", &seg(2))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s3.call("PUT", "/gauged-0/live/notes.txt", b"not an archive file")
+            .await
+            .status,
+        200
+    );
+    tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
+    let text = support::scrape(&s3.srv).await;
+    assert_eq!(support::metric_value(&text, series), Some(3.0), "{text}");
 }

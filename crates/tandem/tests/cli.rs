@@ -233,8 +233,108 @@ fn archive_pairs_are_managed_with_or_without_a_running_server() {
         v["destinations"][0]["access_key_id"]
     );
     assert_eq!(list[0]["destinations"][0]["endpoint"], t.s3.as_str());
+    let k0 = support::archive_keys(&v, 0);
+    assert_eq!(
+        s3_call(&t.s3, &k0, "PUT", "/news-0/a.000001.ts", b"offline key").0,
+        200,
+        "the key written with no server running opens its bucket"
+    );
     let (ok, out, err) = cli(&["archive", "delete", "news"]);
     assert!(ok && out.contains("deleted archive news"), "{err}");
     let (ok, out, _) = cli(&["archive", "list", "--json"]);
     assert!(ok && out.trim() == "[]", "{out}");
+}
+
+/// One SigV4-signed S3 request (path style) to `endpoint` with `key`;
+/// status and body.
+fn s3_call(
+    endpoint: &str,
+    key: &(String, String),
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use aws_credential_types::Credentials;
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+        UriPathNormalizationMode, sign,
+    };
+    use aws_sigv4::sign::v4;
+    let url = format!("{endpoint}{path}");
+    let host = endpoint.split("://").nth(1).unwrap();
+    let identity = Credentials::new(&key.0, &key.1, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url.as_str(),
+        [("host", host)].into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = http::Request::builder().method(method).uri(&url);
+    for (name, value) in instructions.headers() {
+        req = req.header(name, value);
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let resp = agent.run(req.body(body.to_vec()).unwrap()).unwrap();
+    let status = resp.status().as_u16();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_body().into_reader(), &mut out).unwrap();
+    (status, out)
+}
+
+#[test]
+fn after_a_restart_an_archive_pairs_keys_still_write_and_read_its_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut t = Tandem::start(&data, &[]);
+    // Created through the running server's API.
+    let pair = t.create_archive("keep");
+    let (k0, k1) = (
+        support::archive_keys(&pair, 0),
+        support::archive_keys(&pair, 1),
+    );
+    let before = support::pattern(70_000, 1);
+    assert_eq!(
+        s3_call(&t.s3, &k0, "PUT", "/keep-0/rec/before.000001.ts", &before).0,
+        200
+    );
+    t.child.kill().unwrap();
+    t.child.wait().unwrap();
+
+    // A new process on the same data directory (and new ports): the keys
+    // it loads at start are the only way in.
+    let t = Tandem::start(&data, &[]);
+    let after = support::pattern(50_000, 2);
+    let (status, body) = s3_call(&t.s3, &k0, "PUT", "/keep-0/rec/after.000002.ts", &after);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // Pipeline 1's key reads pipeline 0's bucket: both objects, whole.
+    assert_eq!(
+        s3_call(&t.s3, &k1, "GET", "/keep-0/rec/after.000002.ts", b""),
+        (200, after)
+    );
+    assert_eq!(
+        s3_call(&t.s3, &k1, "GET", "/keep-0/rec/before.000001.ts", b""),
+        (200, before)
+    );
+    // And each key still writes only its own bucket.
+    assert_eq!(s3_call(&t.s3, &k0, "PUT", "/keep-1/rec/x.ts", b"x").0, 403);
+    assert_eq!(s3_call(&t.s3, &k1, "PUT", "/keep-1/rec/x.ts", b"x").0, 200);
 }

@@ -18,6 +18,7 @@ use super::objects::{
     object_paths, read_json, store_err, write_json,
 };
 use super::{KeyRing, Principal};
+use crate::metrics;
 
 /// What a client announced about a body: Content-MD5, `x-amz-checksum-*`,
 /// the checksum algorithm and the length, from any s3s input that has them.
@@ -259,6 +260,83 @@ impl TandemS3 {
         Ok(info)
     }
 
+    /// PutObject into a bucket that exists.
+    async fn put_object_counted(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        let paths = object_paths(&input.bucket, &input.key)?;
+        let expected = expected!(input);
+        let body = input.body.unwrap_or_else(|| {
+            StreamingBlob::wrap(futures_util::stream::empty::<
+                Result<bytes::Bytes, std::io::Error>,
+            >())
+        });
+        let received = objects::receive(&self.store, &paths.data, body, expected, trailers).await?;
+        let etag = hex(&received.md5);
+        let info = self
+            .publish(
+                &paths,
+                received,
+                etag,
+                input.content_type.map(|c| c.to_string()),
+                user_metadata(input.metadata),
+            )
+            .await?;
+        Ok(S3Response::new(with_checksums!(
+            info.checksums,
+            PutObjectOutput {
+                e_tag: Some(quoted(&info.etag)),
+                ..Default::default()
+            }
+        )))
+    }
+
+    /// UploadPart into a bucket that exists.
+    async fn upload_part_counted(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        self.upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let n = input.part_number;
+        let data = Self::part_file(&input.upload_id, n, "part")?;
+        let meta = Self::part_file(&input.upload_id, n, "json")?;
+        let expected = expected!(input);
+        let body = input
+            .body
+            .ok_or_else(|| s3_error!(IncompleteBody, "UploadPart needs a body"))?;
+        let received = objects::receive(&self.store, &data, body, expected, trailers).await?;
+        let etag = hex(&received.md5);
+        let size = received.size;
+        let checksums = received.checksums.clone();
+        received.staged.commit().await.map_err(store_err)?;
+        let part = PartInfo {
+            etag: etag.clone(),
+            size,
+            modified_unix: unix(SystemTime::now()),
+            checksums: checksums.clone(),
+        };
+        write_json(&self.store, &meta, &part).await?;
+        Ok(S3Response::new(with_checksums!(
+            checksums,
+            UploadPartOutput {
+                e_tag: Some(quoted(&etag)),
+                ..Default::default()
+            }
+        )))
+    }
+
     fn upload_dir(upload_id: &str) -> S3Result<ObjectPath> {
         ObjectPath::from_segments([UPLOADS, upload_id])
             .map_err(|_| s3_error!(NoSuchUpload, "The specified upload does not exist"))
@@ -284,6 +362,14 @@ impl TandemS3 {
                 "The specified upload does not exist"
             )),
         }
+    }
+}
+
+/// How an upload handler ended, for [`metrics::S3Upload`].
+fn outcome<T>(r: &S3Result<T>) -> &str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => e.code().as_str(),
     }
 }
 
@@ -440,34 +526,11 @@ impl S3 for TandemS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let trailers = req.trailing_headers.clone();
-        let input = req.input;
-        self.bucket_exists(&input.bucket).await?;
-        let paths = object_paths(&input.bucket, &input.key)?;
-        let expected = expected!(input);
-        let body = input.body.unwrap_or_else(|| {
-            StreamingBlob::wrap(futures_util::stream::empty::<
-                Result<bytes::Bytes, std::io::Error>,
-            >())
-        });
-        let received = objects::receive(&self.store, &paths.data, body, expected, trailers).await?;
-        let etag = hex(&received.md5);
-        let info = self
-            .publish(
-                &paths,
-                received,
-                etag,
-                input.content_type.map(|c| c.to_string()),
-                user_metadata(input.metadata),
-            )
-            .await?;
-        Ok(S3Response::new(with_checksums!(
-            info.checksums,
-            PutObjectOutput {
-                e_tag: Some(quoted(&info.etag)),
-                ..Default::default()
-            }
-        )))
+        self.bucket_exists(&req.input.bucket).await?;
+        let count = metrics::S3Upload::start("PutObject", &req.input.bucket);
+        let r = self.put_object_counted(req).await;
+        count.finish(outcome(&r));
+        r
     }
 
     async fn get_object(
@@ -833,42 +896,11 @@ impl S3 for TandemS3 {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let trailers = req.trailing_headers.clone();
-        let input = req.input;
-        if !(1..=MAX_PARTS).contains(&input.part_number) {
-            return Err(s3_error!(
-                InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive"
-            ));
-        }
-        self.upload(&input.upload_id, &input.bucket, &input.key)
-            .await?;
-        let n = input.part_number;
-        let data = Self::part_file(&input.upload_id, n, "part")?;
-        let meta = Self::part_file(&input.upload_id, n, "json")?;
-        let expected = expected!(input);
-        let body = input
-            .body
-            .ok_or_else(|| s3_error!(IncompleteBody, "UploadPart needs a body"))?;
-        let received = objects::receive(&self.store, &data, body, expected, trailers).await?;
-        let etag = hex(&received.md5);
-        let size = received.size;
-        let checksums = received.checksums.clone();
-        received.staged.commit().await.map_err(store_err)?;
-        let part = PartInfo {
-            etag: etag.clone(),
-            size,
-            modified_unix: unix(SystemTime::now()),
-            checksums: checksums.clone(),
-        };
-        write_json(&self.store, &meta, &part).await?;
-        Ok(S3Response::new(with_checksums!(
-            checksums,
-            UploadPartOutput {
-                e_tag: Some(quoted(&etag)),
-                ..Default::default()
-            }
-        )))
+        self.bucket_exists(&req.input.bucket).await?;
+        let count = metrics::S3Upload::start("UploadPart", &req.input.bucket);
+        let r = self.upload_part_counted(req).await;
+        count.finish(outcome(&r));
+        r
     }
 
     async fn complete_multipart_upload(

@@ -351,3 +351,60 @@ pub fn digest_md5(
         creds.username
     )
 }
+
+/// The `/metrics` exposition text.
+pub async fn scrape(srv: &TestServer) -> String {
+    let r = srv.send("GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+/// The value of one series (`name{labels…}` exactly as exposed, or a bare
+/// name) in an exposition text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A Digest (qop=auth) Authorization header for `challenge` with any
+/// RFC 7616 algorithm (`MD5`, `MD5-sess`, `SHA-256`, `SHA-256-sess`),
+/// computed here independently of the server's code.
+pub fn digest_with(
+    challenge: &str,
+    username: &str,
+    password: &str,
+    algorithm: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> String {
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let sha256 = algorithm.to_ascii_uppercase().starts_with("SHA-256");
+    let h = |s: String| -> String {
+        let bytes: Vec<u8> = if sha256 {
+            sha2::Sha256::digest(s.as_bytes()).to_vec()
+        } else {
+            Md5::digest(s.as_bytes()).to_vec()
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let cnonce = "f2a3b4c5d6e7";
+    let mut ha1 = h(format!("{username}:tandem:{password}"));
+    if algorithm.to_ascii_lowercase().ends_with("-sess") {
+        ha1 = h(format!("{ha1}:{nonce}:{cnonce}"));
+    }
+    let ha2 = h(format!("{method}:{uri}"));
+    let nc = format!("{nc:08x}");
+    let resp = h(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    format!(
+        "Digest username=\"{username}\", realm=\"tandem\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm={algorithm}, response=\"{resp}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\", opaque=\"tandem\""
+    )
+}
