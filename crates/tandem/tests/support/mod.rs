@@ -87,12 +87,24 @@ impl Tandem {
     /// Starts `tandem serve --data DATA --listen 127.0.0.1:0 EXTRA…` and
     /// reads its banner.
     pub fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_on(data, "127.0.0.1:0", extra)
+    }
+
+    /// As [`start`](Self::start), listening on `listen` (a restarted
+    /// process keeps the address encoders were given). Appends to the log,
+    /// so earlier runs on the same data directory stay readable.
+    pub fn start_on(data: &Path, listen: &str, extra: &[&str]) -> Self {
         let log = data.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut child = Command::new(bin())
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--s3-listen",
                 "127.0.0.1:0",
                 "--data",
@@ -102,7 +114,7 @@ impl Tandem {
             .env_remove("TANDEM_LISTEN")
             .env_remove("TANDEM_DATA")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(log_file)
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
