@@ -10,6 +10,7 @@
 //! - [`archive_watch`]: archive pairs checked as files arrive.
 //! - [`registry`]: the channel database and live channels.
 //! - [`serve`]: serving a stored object (Range, conditional requests).
+//! - [`notice`]: what ingest tells the output; below both.
 //! - [`output`]: `/out/{channel}/…`, the merged output, and its driver.
 //! - [`metrics`]: Prometheus exposition.
 //! - [`listener`]: plain and TLS accept loop, graceful shutdown.
@@ -26,9 +27,11 @@ mod error;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
+pub mod notice;
 pub mod output;
 pub mod registry;
-pub mod s3;
+/// The S3 listener's operations (its own crate), re-exported for callers.
+pub use tandem_s3 as s3;
 pub mod serve;
 mod util;
 
@@ -86,6 +89,8 @@ pub struct AppState {
     pub admin_token: String,
     pub clock: Arc<dyn Clock>,
     pub outputs: output::Outputs,
+    /// Ingest's notices to each channel's output.
+    pub notices: notice::Notices,
     /// The S3 keys: the admin's and each archive pair's.
     pub keys: Arc<s3::KeyRing>,
     /// The S3 operations over the store (also used by the archives API).
@@ -126,6 +131,7 @@ impl AppState {
             return Err(RegistryError::NotFound(id.to_string()));
         }
         self.channels.remove(id);
+        self.notices.close(id);
         self.outputs.stop(id);
         if let Ok(key) = tandem_core::ObjectPath::from_segments([id.as_str()]) {
             match self.store.delete(&key).await {
@@ -193,6 +199,7 @@ impl AppState {
         };
         self.outputs.start(
             &ch.id,
+            self.notices.subscribe(&ch.id),
             self.store.clone(),
             self.clock.clone(),
             cfg,
@@ -207,7 +214,7 @@ impl AppState {
             return;
         };
         let mut keys = vec![ch];
-        keys.extend(Pipeline::BOTH.map(|p| ingest::input_root(id, p)));
+        keys.extend(Pipeline::BOTH.map(|p| notice::input_root(id, p)));
         for key in keys {
             match self.store.create_collection(&key).await {
                 Ok(()) | Err(StoreError::AlreadyExists { .. }) => {}
@@ -325,6 +332,7 @@ impl Server {
             admin_token,
             clock,
             outputs,
+            notices: Default::default(),
             keys,
             s3,
             archive_watches: Default::default(),

@@ -36,6 +36,7 @@ use tandem_store::{Entry, StoreError};
 
 use crate::AppState;
 use crate::error::HttpError;
+use crate::notice::input_root;
 use crate::registry::LiveChannel;
 
 /// Methods ingest answers, for `Allow` and OPTIONS.
@@ -79,11 +80,6 @@ impl Target {
         }
         s
     }
-}
-
-/// `{channel}/{pipeline}`, where an input's objects live in the store.
-pub fn input_root(channel: &ChannelId, p: Pipeline) -> ObjectPath {
-    ObjectPath::from_segments([channel.as_str().to_owned(), p.to_string()]).unwrap_or_default()
 }
 
 /// Resolves `/in/{channel}/{pipeline}/{path…}`.
@@ -340,14 +336,15 @@ async fn mkcol(st: &AppState, t: &Target, body: Body) -> Result<Response, HttpEr
 
 /// Tells the channel's output driver that `path` was published on the
 /// target's input.
-fn notify_output(st: &AppState, t: &Target, path: &ObjectPath) {
-    if let Some(out) = st.outputs.get(&t.channel.id) {
-        out.notify(crate::output::Notice::Published {
+fn announce(st: &AppState, t: &Target, path: &ObjectPath) {
+    st.notices.publish(
+        &t.channel.id,
+        crate::notice::Notice::Published {
             pipeline: t.pipeline,
             path: path.clone(),
             at: std::time::Instant::now(),
-        });
-    }
+        },
+    );
 }
 
 /// COPY and MOVE within one input (RFC 4918 §9.8, §9.9).
@@ -425,7 +422,7 @@ async fn copy_or_move(
         (true, _) => st.store.rename(&from, &to).await?,
     }
     if matches!(source, Entry::Object(_)) {
-        notify_output(st, t, &d.path);
+        announce(st, t, &d.path);
     }
     tracing::debug!(channel = %t.channel.id, pipeline = %t.pipeline, from = %t.path, to = %d.path, is_move, "copied");
     Ok(if existed {

@@ -91,7 +91,7 @@ pub(super) async fn put(
         ));
     }
     let committed = staged.commit().await?;
-    super::notify_output(st, t, &t.path);
+    super::announce(st, t, &t.path);
     let now = st.clock.now();
     t.channel
         .input(t.pipeline)

@@ -42,6 +42,7 @@ use tandem_store::{Entry, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::HttpError;
+use crate::notice::Notice;
 use crate::{AppState, Clock};
 
 /// Playlists change every segment: let caches hold them briefly only.
@@ -97,24 +98,10 @@ pub struct Rendered {
     pub modified: SystemTime,
 }
 
-/// What ingest tells a channel's driver.
-#[derive(Debug)]
-pub enum Notice {
-    /// An object was published whole on an input (path relative to the
-    /// input root).
-    Published {
-        pipeline: Pipeline,
-        path: ObjectPath,
-        /// When the object was published, for the publish delay metric.
-        at: std::time::Instant,
-    },
-}
-
 /// One channel's output, shared by its driver and the HTTP handlers.
 #[derive(Debug)]
 pub struct ChannelOutput {
     pub id: ChannelId,
-    tx: mpsc::UnboundedSender<Notice>,
     playlists: RwLock<HashMap<ObjectPath, Arc<Rendered>>>,
     /// Per playlist: the input objects it refers to.
     refs: RwLock<HashMap<ObjectPath, HashSet<ObjectPath>>>,
@@ -127,13 +114,6 @@ pub struct ChannelOutput {
 }
 
 impl ChannelOutput {
-    /// Tells the driver about a published object.
-    pub fn notify(&self, notice: Notice) {
-        // The driver only stops with the channel; a notice for a channel
-        // being deleted has nowhere to go and needs none.
-        let _ = self.tx.send(notice);
-    }
-
     pub fn events(&self) -> Vec<EventRecord> {
         self.events
             .lock()
@@ -233,17 +213,16 @@ impl Outputs {
     pub fn start(
         &self,
         id: &ChannelId,
+        rx: mpsc::UnboundedReceiver<Notice>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         cfg: tandem_hls::MergeConfig,
         grace: Duration,
     ) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let (loaded_tx, loaded) = watch::channel(false);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let out = Arc::new(ChannelOutput {
             id: id.clone(),
-            tx,
             playlists: RwLock::default(),
             refs: RwLock::default(),
             loaded,
@@ -429,7 +408,7 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
         None => Pipeline::BOTH,
     };
     for p in order {
-        let key = crate::ingest::input_root(&id, p).join_path(&path);
+        let key = crate::notice::input_root(&id, p).join_path(&path);
         if matches!(st.store.stat(&key).await?, Some(Entry::Object(_))) {
             return crate::serve::object(
                 st.store.as_ref(),

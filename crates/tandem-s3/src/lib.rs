@@ -1,4 +1,4 @@
-//! The S3-compatible listener: archive destinations for encoders that write
+//! Tandem's S3-compatible API: archive destinations for encoders that write
 //! to two buckets (one per pipeline).
 //!
 //! The protocol side (request parsing, SigV4 in headers and presigned URLs,
@@ -15,6 +15,7 @@
 //! - `s3.uploads/{upload id}/…`: multipart uploads in progress.
 
 pub mod backend;
+mod metrics;
 mod objects;
 
 pub use objects::Listed;

@@ -16,13 +16,13 @@ use tandem_store::{Entry, Parents, StagedWrite, Store, StoreError};
 /// Top-level collections; a `.` keeps them apart from channel ids.
 const BUCKETS: &str = "s3.buckets";
 const META: &str = "s3.meta";
-pub(super) const UPLOADS: &str = "s3.uploads";
+pub(crate) const UPLOADS: &str = "s3.uploads";
 
 /// The largest single PutObject or part, as in S3.
-pub(super) const MAX_PUT: u64 = 5 * 1024 * 1024 * 1024;
+pub(crate) const MAX_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Maps a store error to the S3 error a client understands.
-pub(super) fn store_err(e: StoreError) -> S3Error {
+pub(crate) fn store_err(e: StoreError) -> S3Error {
     match e {
         StoreError::NotFound(_) => s3_error!(NoSuchKey),
         StoreError::Conflict { path, why } => s3_error!(
@@ -43,14 +43,14 @@ pub(super) fn store_err(e: StoreError) -> S3Error {
 }
 
 /// Validates a bucket name's path form (s3s already checked S3's rules).
-pub(super) fn bucket_path(bucket: &str) -> S3Result<ObjectPath> {
+pub(crate) fn bucket_path(bucket: &str) -> S3Result<ObjectPath> {
     ObjectPath::from_segments([BUCKETS, bucket]).map_err(|e| s3_error!(InvalidBucketName, "{e}"))
 }
 
 /// The store path of an object, refusing keys that cannot be a file path:
 /// `..` and `.` segments, control characters, empty segments (`a//b`,
 /// a leading `/`, a trailing `/`).
-pub(super) fn key_segments(key: &str) -> S3Result<Vec<String>> {
+pub(crate) fn key_segments(key: &str) -> S3Result<Vec<String>> {
     if key.is_empty() {
         return Err(s3_error!(InvalidArgument, "Object key is empty"));
     }
@@ -80,12 +80,12 @@ fn under(top: &str, bucket: &str, segs: &[String]) -> S3Result<ObjectPath> {
 
 /// Where an object's bytes and its metadata live.
 #[derive(Debug, Clone)]
-pub(super) struct ObjectPaths {
+pub(crate) struct ObjectPaths {
     pub data: ObjectPath,
     pub meta: ObjectPath,
 }
 
-pub(super) fn object_paths(bucket: &str, key: &str) -> S3Result<ObjectPaths> {
+pub(crate) fn object_paths(bucket: &str, key: &str) -> S3Result<ObjectPaths> {
     let segs = key_segments(key)?;
     Ok(ObjectPaths {
         data: under(BUCKETS, bucket, &segs)?,
@@ -95,7 +95,7 @@ pub(super) fn object_paths(bucket: &str, key: &str) -> S3Result<ObjectPaths> {
 
 /// The metadata S3 keeps with an object.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub(super) struct ObjectInfo {
+pub(crate) struct ObjectInfo {
     /// Hex MD5 of the body, or of the parts' MD5s with `-N` (multipart).
     pub etag: String,
     pub size: u64,
@@ -113,7 +113,7 @@ pub(super) struct ObjectInfo {
 
 /// Base64 checksums, as S3 returns them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub(super) struct Checksums {
+pub(crate) struct Checksums {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crc32: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,7 +140,7 @@ impl From<Checksum> for Checksums {
 
 /// Checksums the client announced (headers, or aws-chunked trailers).
 #[derive(Debug, Default, Clone)]
-pub(super) struct Expected {
+pub(crate) struct Expected {
     pub content_md5: Option<String>,
     pub checksums: Checksums,
     pub algorithm: Option<ChecksumAlgorithm>,
@@ -188,7 +188,7 @@ impl Expected {
 
 /// A body that arrived whole and matched every digest the client sent,
 /// staged but not yet published.
-pub(super) struct Received {
+pub(crate) struct Received {
     pub staged: Box<dyn StagedWrite>,
     pub md5: [u8; 16],
     pub size: u64,
@@ -198,7 +198,7 @@ pub(super) struct Received {
 /// Streams a request body into a staged write, computing its MD5 and the
 /// checksums the client asked for; verifies them once the body is whole.
 /// On any error the staged write is dropped, so nothing is published.
-pub(super) async fn receive<S, E>(
+pub(crate) async fn receive<S, E>(
     store: &Arc<dyn Store>,
     path: &ObjectPath,
     body: S,
@@ -311,7 +311,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -320,7 +320,7 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Reads a small JSON record from the store.
-pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     store: &Arc<dyn Store>,
     path: &ObjectPath,
 ) -> S3Result<Option<T>> {
@@ -341,7 +341,7 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
 }
 
 /// Writes a small JSON record to the store, whole or not at all.
-pub(super) async fn write_json<T: Serialize>(
+pub(crate) async fn write_json<T: Serialize>(
     store: &Arc<dyn Store>,
     path: &ObjectPath,
     value: &T,
@@ -359,7 +359,7 @@ pub(super) async fn write_json<T: Serialize>(
 /// Removes `path`, then each parent up to (not including) `stop` that is
 /// left empty and was only implied by the removed object, so a later key
 /// may use the freed name as a file.
-pub(super) async fn delete_and_prune(
+pub(crate) async fn delete_and_prune(
     store: &Arc<dyn Store>,
     path: &ObjectPath,
     stop: &ObjectPath,
@@ -399,7 +399,7 @@ pub struct Listed {
 /// Every object in `bucket` whose key starts with `prefix`, sorted by key
 /// (UTF-8 byte order, as S3 lists). Walks only the folder the prefix
 /// points into.
-pub(super) async fn walk(
+pub(crate) async fn walk(
     store: &Arc<dyn Store>,
     bucket: &str,
     prefix: &str,
@@ -453,7 +453,7 @@ pub(super) async fn walk(
 /// A page of a listing: keys, and common prefixes when a delimiter groups
 /// them, in S3's order, after `start_after`.
 #[derive(Debug, Default)]
-pub(super) struct Page {
+pub(crate) struct Page {
     pub objects: Vec<Listed>,
     pub prefixes: Vec<String>,
     /// The last key or prefix on the page, when more follow.
@@ -461,7 +461,7 @@ pub(super) struct Page {
 }
 
 /// Cuts one page out of a sorted walk.
-pub(super) fn page(
+pub(crate) fn page(
     all: Vec<Listed>,
     prefix: &str,
     delimiter: Option<&str>,

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use tandem_core::ObjectPath;
 use tandem_store::{Entry, Store, StoreError};
 
-use super::objects::{
+use crate::metrics;
+use crate::objects::{
     self, Checksums, Expected, ObjectInfo, ObjectPaths, Received, UPLOADS, bucket_path, hex,
     object_paths, read_json, store_err, write_json,
 };
-use super::{KeyRing, Principal};
-use crate::metrics;
+use crate::{KeyRing, Principal};
 
 /// What a client announced about a body: Content-MD5, `x-amz-checksum-*`,
 /// the checksum algorithm and the length, from any s3s input that has them.
@@ -409,7 +409,9 @@ fn user_metadata(m: Option<Metadata>) -> BTreeMap<String, String> {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    crate::util::unix_secs(t)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn from_unix(s: u64) -> Timestamp {
@@ -872,8 +874,9 @@ impl S3 for TandemS3 {
         let input = req.input;
         self.bucket_exists(&input.bucket).await?;
         object_paths(&input.bucket, &input.key)?;
-        let upload_id = crate::util::random_token(32)
-            .map_err(|e| s3_error!(InternalError, "random source: {e}"))?;
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).map_err(|e| s3_error!(InternalError, "random source: {e}"))?;
+        let upload_id = hex(&raw);
         let upload = Upload {
             bucket: input.bucket.clone(),
             key: input.key.clone(),

@@ -1,0 +1,111 @@
+//! What the ingest side tells the output side, and where inputs live.
+//!
+//! Ingest (HTTP PUT, POST and WebDAV today; every further dialect that
+//! feeds a channel's pipeline) publishes a [`Notice`] when an object of a
+//! channel's input became visible whole. A channel's output subscribes to
+//! its channel's notices. This module sits below both: ingest never calls
+//! the output, the output never calls ingest, and neither imports the
+//! other.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tandem_core::{ChannelId, ObjectPath, Pipeline};
+use tokio::sync::mpsc;
+
+/// An event of a channel's input.
+#[derive(Debug)]
+pub enum Notice {
+    /// An object was published whole on an input (path relative to the
+    /// input root).
+    Published {
+        pipeline: Pipeline,
+        path: ObjectPath,
+        /// When the object was published, for the publish delay metric.
+        at: Instant,
+    },
+}
+
+/// `{channel}/{pipeline}`: where an input's objects live in the store.
+pub fn input_root(channel: &ChannelId, p: Pipeline) -> ObjectPath {
+    ObjectPath::from_segments([channel.as_str().to_owned(), p.to_string()]).unwrap_or_default()
+}
+
+/// Every channel's notice stream: one subscriber per channel.
+#[derive(Debug, Default)]
+pub struct Notices {
+    map: Mutex<HashMap<ChannelId, mpsc::UnboundedSender<Notice>>>,
+}
+
+impl Notices {
+    /// Sends `notice` to the channel's subscriber, if it has one.
+    pub fn publish(&self, channel: &ChannelId, notice: Notice) {
+        let map = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = map.get(channel) {
+            // A subscriber that stopped needs nothing more.
+            let _ = tx.send(notice);
+        }
+    }
+
+    /// The channel's notices from now on; replaces an earlier subscriber,
+    /// whose stream then ends.
+    pub fn subscribe(&self, channel: &ChannelId) -> mpsc::UnboundedReceiver<Notice> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(channel.clone(), tx);
+        rx
+    }
+
+    /// Ends the channel's stream (the channel was deleted).
+    pub fn close(&self, channel: &ChannelId) {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(channel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_channel_s_subscriber_gets_its_notices_and_no_other_channel_s() {
+        let n = Notices::default();
+        let news = ChannelId::parse("news").unwrap_or_else(|_| unreachable!());
+        let sport = ChannelId::parse("sport").unwrap_or_else(|_| unreachable!());
+        let mut rx = n.subscribe(&news);
+        let path = |s: &str| ObjectPath::from_url_path(s).unwrap_or_default();
+        n.publish(
+            &sport,
+            Notice::Published {
+                pipeline: Pipeline::P0,
+                path: path("a.ts"),
+                at: Instant::now(),
+            },
+        );
+        n.publish(
+            &news,
+            Notice::Published {
+                pipeline: Pipeline::P1,
+                path: path("b.ts"),
+                at: Instant::now(),
+            },
+        );
+        let Some(Notice::Published {
+            pipeline, path: p, ..
+        }) = rx.recv().await
+        else {
+            unreachable!("a notice was published")
+        };
+        assert_eq!((pipeline, p.to_string()), (Pipeline::P1, "b.ts".to_owned()));
+        n.close(&news);
+        assert!(rx.recv().await.is_none(), "closing ends the stream");
+    }
+}
