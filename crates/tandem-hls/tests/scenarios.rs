@@ -749,3 +749,50 @@ fn a_damaged_saved_state_is_refused_or_harmless() {
         "the window kept growing from position 2"
     );
 }
+
+/// The driver sleeps until `next_deadline`: it must name the exact instant
+/// the next decision falls due, and nothing once the output ended.
+#[test]
+fn the_next_deadline_is_the_instant_the_next_decision_falls_due() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    run_both(&mut h, &e, &e, 0, 4);
+    // P0 advanced last at 8.0, P1 at 8.1: P0's loss comes first.
+    assert_eq!(h.m.next_deadline(), Some(h.at(11.0)));
+    h.feed(10.1, P1, &e.playlist(0, 5), &[]);
+    assert_eq!(h.m.next_deadline(), Some(h.at(11.0)));
+    h.tick(11.0);
+    assert!(h.out().ends_with("p1/a5.ts\n"), "{}", h.out());
+    assert_eq!(h.m.next_deadline(), Some(h.at(13.1)), "P1's own loss");
+    // An announced segment that is not yet whole: due at its threshold,
+    // before P1's advance deadline from the same playlist's later time.
+    h.feed(12.1, P1, &e.playlist(0, 6), &["a6.ts"]);
+    h.tick(12.5);
+    assert_eq!(h.m.next_deadline(), Some(h.at(15.1)));
+    let ev = h.m.stop(h.at(13.0));
+    assert!(matches!(ev.as_slice(), [Event::Ended { .. }]), "{ev:?}");
+    assert!(h.m.stop(h.at(13.5)).is_empty(), "stopping twice ends once");
+    assert_eq!(h.m.next_deadline(), None, "an ended output has no deadline");
+    assert!(h.out().ends_with("#EXT-X-ENDLIST\n"), "{}", h.out());
+}
+
+#[test]
+fn program_date_times_differing_by_nearly_the_tolerance_still_align() {
+    let mut h = H::new(MergeConfig::default());
+    // 0.9 s apart; the tolerance is half of the 2 s target duration.
+    let (e0, e1) = (Encoder::pdt(0), Encoder::pdt(-900));
+    run_both(&mut h, &e0, &e1, 0, 3);
+    h.feed(8.1, P1, &e1.playlist(0, 4), &[]);
+    h.tick(9.0);
+    assert!(
+        h.out().ends_with(
+            "#EXT-X-PROGRAM-DATE-TIME:2026-11-25T04:00:07.100Z\n#EXTINF:2.000,\np1/a4.ts\n"
+        ),
+        "{}",
+        h.out()
+    );
+    assert_eq!(
+        h.switches().last(),
+        Some(&(Some(P0), P1, SwitchReason::Stalled, false))
+    );
+}

@@ -333,20 +333,6 @@ impl RenditionMerge {
         self.inputs[idx(p)].last_advance
     }
 
-    /// Which pipeline the output segment with this media sequence came from.
-    pub fn pipeline_of(&self, media_sequence: u64) -> Option<Pipeline> {
-        self.out
-            .iter()
-            .find(|s| s.media_sequence == media_sequence)
-            .map(|s| s.from)
-    }
-
-    /// The target duration, fixed by the first playlist that started the
-    /// output.
-    pub fn target_duration(&self) -> Option<u64> {
-        self.target
-    }
-
     fn threshold(&self, p: Pipeline) -> Duration {
         let target = self.target.unwrap_or(self.inputs[idx(p)].target).max(1);
         Duration::from_secs_f64(target as f64 * self.cfg.loss_after_targets)
