@@ -13,7 +13,8 @@ use tandem_store::LocalStore;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_in_smoke_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    cfg.mediastore_listen = None;
     let store = Arc::new(LocalStore::open(dir.path()).unwrap());
     let server = Server::bind_with(cfg, store, Arc::new(SystemClock))
         .await

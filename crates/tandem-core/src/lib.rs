@@ -10,8 +10,10 @@
 
 pub mod archive;
 pub mod channel;
+pub mod container;
 pub mod name;
 
 pub use archive::{ArchiveId, ArchiveSpec, BadArchiveId, S3KeyPair};
 pub use channel::{ChannelSpec, FailoverSettings, InputCredentials, InputState};
+pub use container::{BadContainerId, ContainerId, ContainerSpec};
 pub use name::{ChannelId, NameError, ObjectPath, Pipeline};

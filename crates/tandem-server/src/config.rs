@@ -39,6 +39,8 @@ pub const DEFAULT_OUTPUT_CACHE: u64 = 256 * 1024 * 1024;
 /// The S3 listener's default address (MinIO's port, which S3 tools
 /// already know), on loopback like the main listener.
 pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:9000";
+/// The MediaStore-style listener's default address.
+pub const DEFAULT_MEDIASTORE_LISTEN: &str = "127.0.0.1:9010";
 /// In-flight uploads get this long to finish on shutdown; after it they
 /// are discarded (never half-published).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -76,6 +78,9 @@ pub struct ServerConfig {
     pub s3_listen: Option<SocketAddr>,
     /// Region and virtual-host domains of the S3 listener.
     pub s3: crate::s3::S3Settings,
+    /// The MediaStore-style listener's address; `None` runs none. It signs
+    /// for the S3 listener's region.
+    pub mediastore_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -97,7 +102,19 @@ impl ServerConfig {
             create_demo_channel: true,
             s3_listen: DEFAULT_S3_LISTEN.parse().ok(),
             s3: Default::default(),
+            mediastore_listen: DEFAULT_MEDIASTORE_LISTEN.parse().ok(),
         }
+    }
+
+    /// The MediaStore listener's base URL, when it runs; a container's
+    /// endpoint is this plus `/{container}`.
+    pub fn mediastore_endpoint(&self) -> Option<String> {
+        let mut addr = self.mediastore_listen?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Some(format!("{scheme}://{addr}"))
     }
 
     /// The S3 endpoint handed to encoders, when the S3 listener runs.
@@ -185,6 +202,16 @@ pub fn parse_s3_listen(text: &str) -> Result<Option<SocketAddr>, String> {
     }
     text.parse().map(Some).map_err(|_| {
         format!("--s3-listen {text:?} is not an address like 127.0.0.1:9000, or 'off'")
+    })
+}
+
+/// Parses a MediaStore listen setting: an address, or `off`.
+pub fn parse_mediastore_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        format!("--mediastore-listen {text:?} is not an address like 127.0.0.1:9010, or 'off'")
     })
 }
 

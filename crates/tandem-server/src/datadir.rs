@@ -24,6 +24,9 @@ pub struct RunningServer {
     /// The S3 listener's endpoint, when it runs.
     #[serde(default)]
     pub s3_endpoint: Option<String>,
+    /// The MediaStore listener's base URL, when it runs.
+    #[serde(default)]
+    pub mediastore_endpoint: Option<String>,
 }
 
 /// A data directory.
@@ -98,6 +101,7 @@ impl DataDir {
         url: &str,
         tls_cert: Option<&Path>,
         s3_endpoint: Option<String>,
+        mediastore_endpoint: Option<String>,
     ) -> Result<(), ServerError> {
         let path = self.server_file();
         let info = RunningServer {
@@ -105,6 +109,7 @@ impl DataDir {
             pid: std::process::id(),
             tls_cert: tls_cert.map(Path::to_path_buf),
             s3_endpoint,
+            mediastore_endpoint,
         };
         let json = serde_json::to_string_pretty(&info).map_err(|e| ServerError::Data {
             path: path.clone(),

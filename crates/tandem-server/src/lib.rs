@@ -97,6 +97,8 @@ pub struct AppState {
     pub s3: s3::TandemS3,
     /// What the archive watch found, per archive pair.
     pub archive_watches: archive_watch::ArchiveWatches,
+    /// The MediaStore data API (container pairs).
+    pub mediastore: tandem_mediastore::MediaStore,
 }
 
 impl AppState {
@@ -178,6 +180,40 @@ impl AppState {
             if let Err(e) = self.s3.remove_bucket_tree(&id.bucket(p)).await {
                 tracing::warn!(archive = %id, error = %e, "archive deleted but its bucket was not");
             }
+        }
+        Ok(())
+    }
+
+    /// Creates a container pair: durable first, then its keys are accepted.
+    pub fn create_container(
+        &self,
+        id: &tandem_core::ContainerId,
+        now: SystemTime,
+    ) -> Result<tandem_core::ContainerSpec, RegistryError> {
+        let spec = registry::new_container_spec(id, now)?;
+        self.db.insert_container(&spec)?;
+        self.serve_container(&spec);
+        Ok(spec)
+    }
+
+    fn serve_container(&self, spec: &tandem_core::ContainerSpec) {
+        let k = Pipeline::BOTH.map(|p| spec.keys(p));
+        self.mediastore.add_pair(
+            &spec.id,
+            k.map(|k| (k.access_key_id.as_str(), k.secret_access_key.as_str())),
+        );
+    }
+
+    /// Removes a container pair, its keys and both containers' objects.
+    pub async fn delete_container(
+        &self,
+        id: &tandem_core::ContainerId,
+    ) -> Result<(), RegistryError> {
+        if !self.db.remove_container(id)? {
+            return Err(RegistryError::ContainerNotFound(id.to_string()));
+        }
+        if let Err(e) = self.mediastore.remove_pair(id.as_str()).await {
+            tracing::warn!(container = %id, error = %e, "container pair deleted but its objects were not");
         }
         Ok(())
     }
@@ -264,6 +300,9 @@ async fn bind(addr: &mut SocketAddr, flag: &'static str) -> Result<TcpListener, 
             hint: if source.kind() == std::io::ErrorKind::AddrInUse {
                 match flag {
                     "--listen" => " (is another tandem running? use --listen)",
+                    "--mediastore-listen" => {
+                        " (is another MediaStore-style server running? use --mediastore-listen ADDR, or --mediastore-listen off)"
+                    }
                     _ => {
                         " (is another S3 server running? use --s3-listen ADDR, or --s3-listen off)"
                     }
@@ -287,6 +326,7 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     s3_listener: Option<TcpListener>,
+    mediastore_listener: Option<TcpListener>,
     data: DataDir,
 }
 
@@ -319,6 +359,18 @@ impl Server {
             Some(addr) => Some(bind(addr, "--s3-listen, or --s3-listen off").await?),
             None => None,
         };
+        let mediastore_listener = match &mut cfg.mediastore_listen {
+            Some(addr) => Some(bind(addr, "--mediastore-listen").await?),
+            None => None,
+        };
+        let mediastore = tandem_mediastore::MediaStore::new(
+            store.clone(),
+            tandem_mediastore::Settings {
+                region: cfg.s3.region.clone(),
+                ..Default::default()
+            },
+            &admin_token,
+        );
         let auth = auth::Authenticator::new(cfg.nonce_lifetime, cfg.auth_schemes.clone());
         let outputs = output::Outputs::new(cfg.output_cache_bytes);
         let keys = Arc::new(s3::KeyRing::new(&admin_token));
@@ -336,7 +388,15 @@ impl Server {
             keys,
             s3,
             archive_watches: Default::default(),
+            mediastore,
         });
+        for spec in state.db.list_containers()? {
+            spec.container_id().map_err(|e| RegistryError::Corrupt {
+                id: spec.id.clone(),
+                message: e.to_string(),
+            })?;
+            state.serve_container(&spec);
+        }
         for spec in state.db.list_archives()? {
             let id = spec.archive_id().map_err(|e| RegistryError::Corrupt {
                 id: spec.id.clone(),
@@ -365,6 +425,7 @@ impl Server {
             listener,
             tls,
             s3_listener,
+            mediastore_listener,
             data,
         })
     }
@@ -378,6 +439,11 @@ impl Server {
         self.s3_listener.as_ref()?.local_addr().ok()
     }
 
+    /// Where the MediaStore listener is bound, if it runs.
+    pub fn mediastore_addr(&self) -> Option<SocketAddr> {
+        self.mediastore_listener.as_ref()?.local_addr().ok()
+    }
+
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
     }
@@ -388,8 +454,12 @@ impl Server {
     pub fn announce(&self) -> Result<(), ServerError> {
         let base = self.state.cfg.base_url();
         let tls_cert = self.state.cfg.tls.as_ref().map(|t| t.cert.clone());
-        self.data
-            .write_server_file(&base, tls_cert.as_deref(), self.state.cfg.s3_endpoint())
+        self.data.write_server_file(
+            &base,
+            tls_cert.as_deref(),
+            self.state.cfg.s3_endpoint(),
+            self.state.cfg.mediastore_endpoint(),
+        )
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -421,13 +491,19 @@ impl Server {
                 listener::serve(l, self.tls.clone(), svc, stopped(), grace).await;
             }
         };
+        let mediastore = async {
+            if let Some(l) = self.mediastore_listener {
+                let svc = self.state.mediastore.router();
+                listener::serve(l, self.tls.clone(), svc, stopped(), grace).await;
+            }
+        };
         let watch = tokio::spawn(archive_watch::run(self.state.clone()));
         let signal = async {
             shutdown.await;
             watch.abort();
             let _ = stop_tx.send(true);
         };
-        tokio::join!(main, s3, signal);
+        tokio::join!(main, s3, mediastore, signal);
         // Cancelled above; gone once awaited, with its hold on the state.
         let _ = watch.await;
         // Ingest has drained: each output saves its last step and stops.

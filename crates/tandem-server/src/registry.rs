@@ -14,12 +14,13 @@ use std::time::{Duration, SystemTime};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tandem_core::{
-    ArchiveId, ArchiveSpec, ChannelId, ChannelSpec, InputCredentials, InputState, Pipeline,
-    S3KeyPair,
+    ArchiveId, ArchiveSpec, ChannelId, ChannelSpec, ContainerId, ContainerSpec, InputCredentials,
+    InputState, Pipeline, S3KeyPair,
 };
 
 const CHANNELS: TableDefinition<&str, &str> = TableDefinition::new("channels");
 const ARCHIVES: TableDefinition<&str, &str> = TableDefinition::new("archives");
+const CONTAINERS: TableDefinition<&str, &str> = TableDefinition::new("containers");
 
 /// Why the channel database refused an operation.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,10 @@ pub enum RegistryError {
     ArchiveExists(String),
     #[error("archive {0} does not exist")]
     ArchiveNotFound(String),
+    #[error("container pair {0} already exists")]
+    ContainerExists(String),
+    #[error("container pair {0} does not exist")]
+    ContainerNotFound(String),
     #[error(
         "{path} is in use by another process (is a tandem server running on this data directory?)"
     )]
@@ -73,7 +78,8 @@ impl ChannelDb {
         };
         this.write(|t| {
             t.open_table(CHANNELS)?;
-            t.open_table(ARCHIVES).map(drop)
+            t.open_table(ARCHIVES)?;
+            t.open_table(CONTAINERS).map(drop)
         })?;
         Ok(this)
     }
@@ -198,23 +204,62 @@ impl ChannelDb {
     }
 }
 
+impl ChannelDb {
+    /// Stores a new container pair; refuses an id that exists.
+    pub fn insert_container(&self, spec: &ContainerSpec) -> Result<(), RegistryError> {
+        self.insert_row(CONTAINERS, &spec.id, spec, RegistryError::ContainerExists)
+    }
+
+    /// Removes a container pair; `false` if it did not exist.
+    pub fn remove_container(&self, id: &ContainerId) -> Result<bool, RegistryError> {
+        self.remove_row(CONTAINERS, id.as_str())
+    }
+
+    /// Every container pair, sorted by id.
+    pub fn list_containers(&self) -> Result<Vec<ContainerSpec>, RegistryError> {
+        self.list_rows(CONTAINERS)
+    }
+
+    /// One container pair; `ContainerNotFound` if there is none.
+    pub fn container(&self, id: &ContainerId) -> Result<ContainerSpec, RegistryError> {
+        self.list_containers()?
+            .into_iter()
+            .find(|s| s.id == id.as_str())
+            .ok_or_else(|| RegistryError::ContainerNotFound(id.to_string()))
+    }
+}
+
+/// A new container pair with a fresh key pair per container.
+pub fn new_container_spec(
+    id: &ContainerId,
+    now: SystemTime,
+) -> Result<ContainerSpec, RegistryError> {
+    Ok(ContainerSpec {
+        id: id.to_string(),
+        created_unix: crate::util::unix_secs(now),
+        keys: [new_key_pair()?, new_key_pair()?],
+    })
+}
+
+/// A fresh SigV4 key pair (archive buckets, MediaStore containers).
+fn new_key_pair() -> Result<S3KeyPair, RegistryError> {
+    let random = |n| crate::util::random_token(n).map_err(|e| RegistryError::Random(e.to_string()));
+    Ok(S3KeyPair {
+        access_key_id: format!("TDM{}", random(17)?.to_ascii_uppercase()),
+        secret_access_key: random(40)?,
+    })
+}
+
 /// A new archive pair with a fresh key pair per bucket.
 pub fn new_archive_spec(
     id: &ArchiveId,
     now: SystemTime,
     rollover_secs: Option<u64>,
 ) -> Result<ArchiveSpec, RegistryError> {
-    let random = |n| crate::util::random_token(n).map_err(|e| RegistryError::Random(e.to_string()));
-    let key = || -> Result<S3KeyPair, RegistryError> {
-        Ok(S3KeyPair {
-            access_key_id: format!("TDM{}", random(17)?.to_ascii_uppercase()),
-            secret_access_key: random(40)?,
-        })
-    };
     Ok(ArchiveSpec {
         id: id.to_string(),
         created_unix: crate::util::unix_secs(now),
-        keys: [key()?, key()?],
+        keys: [new_key_pair()?, new_key_pair()?],
         rollover_secs,
     })
 }

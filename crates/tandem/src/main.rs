@@ -34,6 +34,8 @@ enum Command {
     Channel(cmd::channel::ChannelArgs),
     /// Archive pairs of S3 buckets: create, list, show, delete, verify, watch.
     Archive(cmd::archive::ArchiveArgs),
+    /// MediaStore-style container pairs: create, list, show, delete.
+    Container(cmd::container::ContainerArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(cli.data, cli.config, args),
         Command::Channel(args) => cmd::channel::run(cli.data, cli.config, args),
+        Command::Container(args) => cmd::container::run(cli.data, cli.config, args),
         Command::Archive(args) => match cmd::archive::run(cli.data, cli.config, args) {
             Ok(0) => Ok(()),
             Ok(_) => return ExitCode::from(1),

@@ -146,6 +146,7 @@ fn serve_without_flags_uses_tandem_data_in_the_working_directory_and_prints_the_
         .current_dir(dir.path())
         .env("TANDEM_LISTEN", "127.0.0.1:0")
         .env("TANDEM_S3_LISTEN", "127.0.0.1:0")
+        .env("TANDEM_MEDIASTORE_LISTEN", "127.0.0.1:0")
         .env_remove("TANDEM_DATA")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

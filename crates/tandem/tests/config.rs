@@ -22,6 +22,8 @@ fn banner(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
             cmd.env_remove(k);
         }
     }
+    // Not under test here; port 0 so parallel runs do not fight over 9010.
+    cmd.env("TANDEM_MEDIASTORE_LISTEN", "127.0.0.1:0");
     cmd.envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

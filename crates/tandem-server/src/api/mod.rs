@@ -8,8 +8,10 @@
 //! - `GET /api/v1/channels/{id}/events`: input state changes, switches,
 //!   filled and missing segments, newest last.
 //! - [`archives`]: `/api/v1/archives`, archive pairs of S3 buckets.
+//! - [`containers`]: `/api/v1/containers`, MediaStore-style container pairs.
 
 pub mod archives;
+pub mod containers;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -110,10 +112,12 @@ impl IntoResponse for ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         let status = match e {
-            RegistryError::AlreadyExists(_) | RegistryError::ArchiveExists(_) => {
-                StatusCode::CONFLICT
-            }
-            RegistryError::NotFound(_) | RegistryError::ArchiveNotFound(_) => StatusCode::NOT_FOUND,
+            RegistryError::AlreadyExists(_)
+            | RegistryError::ArchiveExists(_)
+            | RegistryError::ContainerExists(_) => StatusCode::CONFLICT,
+            RegistryError::NotFound(_)
+            | RegistryError::ArchiveNotFound(_)
+            | RegistryError::ContainerNotFound(_) => StatusCode::NOT_FOUND,
             _ => {
                 tracing::error!(error = %e, "channel database");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -253,4 +257,12 @@ pub fn router() -> Router<Arc<AppState>> {
             get(archives::show).delete(archives::remove),
         )
         .route("/api/v1/archives/{id}/events", get(archives::events))
+        .route(
+            "/api/v1/containers",
+            get(containers::list).post(containers::create),
+        )
+        .route(
+            "/api/v1/containers/{id}",
+            get(containers::show).delete(containers::remove),
+        )
 }

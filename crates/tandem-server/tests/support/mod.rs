@@ -81,6 +81,7 @@ impl TestServer {
     ) -> Self {
         let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
         cfg.s3_listen = Some("127.0.0.1:0".parse().unwrap());
+        cfg.mediastore_listen = Some("127.0.0.1:0".parse().unwrap());
         tweak(&mut cfg);
         let store = store.unwrap_or_else(|| Arc::new(LocalStore::open(dir.path()).unwrap()));
         let clock: Arc<dyn Clock> = match &manual {

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod channel;
+pub mod container;
 pub mod control;
 pub mod serve;
 

@@ -16,6 +16,9 @@ pub struct ServeArgs {
     /// Address of the S3 listener, or `off`. [default: 127.0.0.1:9000]
     #[arg(long, env = "TANDEM_S3_LISTEN")]
     s3_listen: Option<String>,
+    /// Address of the MediaStore-style listener, or `off`. [default: 127.0.0.1:9010]
+    #[arg(long, env = "TANDEM_MEDIASTORE_LISTEN")]
+    mediastore_listen: Option<String>,
     /// PEM certificate chain: serve HTTPS on the listener.
     #[arg(long, requires = "tls_key", env = "TANDEM_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -41,6 +44,10 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> a
     if let Some(text) = args.s3_listen {
         cfg.s3_listen =
             tandem_server::config::parse_s3_listen(&text).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(text) = args.mediastore_listen {
+        cfg.mediastore_listen =
+            tandem_server::config::parse_mediastore_listen(&text).map_err(anyhow::Error::msg)?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -75,6 +82,13 @@ fn banner(server: &Server) {
             st.cfg.s3.region
         ),
         None => println!("S3 listener: off"),
+    }
+    match st.cfg.mediastore_endpoint() {
+        Some(ep) => println!(
+            "MediaStore (container pairs): {ep} region {}; create a pair with 'tandem container create ID'",
+            st.cfg.s3.region
+        ),
+        None => println!("MediaStore listener: off"),
     }
     let channels = st.channels.all();
     let demo = ChannelId::parse("demo")

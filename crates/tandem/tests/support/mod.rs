@@ -107,6 +107,8 @@ impl Tandem {
                 listen,
                 "--s3-listen",
                 "127.0.0.1:0",
+                "--mediastore-listen",
+                "127.0.0.1:0",
                 "--data",
             ])
             .arg(data)
