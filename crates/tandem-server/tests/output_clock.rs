@@ -206,6 +206,36 @@ async fn the_output_switches_exactly_at_the_loss_threshold() {
             .any(|e| e["kind"] == "input_state" && e["pipeline"] == 0 && e["to"] == "lost"),
         "{events:#?}"
     );
+    let alarms = |events: &[serde_json::Value]| -> Vec<(String, u64)> {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "input_lost" || e["kind"] == "input_restored")
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap().to_owned(),
+                    e["pipeline"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(alarms(&events), [("input_lost".to_owned(), 0)]);
+    // P0 comes back: restored, once.
+    ch.push(0, 5).await;
+    let events = ch.events().await;
+    assert_eq!(
+        alarms(&events),
+        [
+            ("input_lost".to_owned(), 0),
+            ("input_restored".to_owned(), 0)
+        ]
+    );
+    let m = ch.s.send("GET", "/metrics", &[], b"").await.text();
+    for kind in ["input_lost", "input_restored"] {
+        let line = format!(
+            "tandem_input_transitions_total{{channel=\"loss\",pipeline=\"0\",kind=\"{kind}\"}} 1"
+        );
+        assert!(m.contains(&line), "{line} in\n{m}");
+    }
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use metrics::{counter, histogram};
-use tandem_core::{ChannelId, ObjectPath, Pipeline};
+use tandem_core::{ChannelId, InputState, ObjectPath, Pipeline};
 use tandem_hls::merge::{Event, OutSeg};
 use tandem_hls::{
     MergeConfig, RenditionMerge, SavedMerge, is_multivariant, parse_media, referenced_uris,
@@ -422,6 +422,21 @@ impl Driver {
                         e.to = Some(state_name(*to).to_owned());
                         e.inputs = Some(*inputs);
                     });
+                    // The question an operator asks of a redundant pair: is
+                    // each destination still receiving?
+                    let alarm = match (from, to) {
+                        (_, InputState::Lost) => Some("input_lost"),
+                        (InputState::Lost, InputState::Receiving) => Some("input_restored"),
+                        _ => None,
+                    };
+                    if let Some(kind) = alarm {
+                        counter!("tandem_input_transitions_total", "channel" => id.to_string(), "pipeline" => pipeline.to_string(), "kind" => kind).increment(1);
+                        tracing::warn!(channel = %id, rendition, pipeline = %pipeline, kind, "input {}", if kind == "input_lost" { "lost" } else { "restored" });
+                        record(&self.out, wall, &rendition, kind, |e| {
+                            e.pipeline = Some(pipeline.index());
+                            e.inputs = Some(*inputs);
+                        });
+                    }
                 }
                 Event::InputRestarted {
                     pipeline,

@@ -63,8 +63,8 @@ pub struct EventRecord {
     pub time: String,
     /// The media playlist path, relative to the channel.
     pub rendition: String,
-    /// `input_state`, `input_restarted`, `switch`, `segment_filled`,
-    /// `segment_missing`, `ended`.
+    /// `input_state`, `input_lost`, `input_restored`, `input_restarted`,
+    /// `switch`, `segment_filled`, `segment_missing`, `ended`.
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<usize>,
