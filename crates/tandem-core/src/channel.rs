@@ -23,6 +23,37 @@ pub struct ChannelSpec {
     /// How the output fails over; unset fields take the defaults.
     #[serde(default)]
     pub failover: FailoverSettings,
+    /// Where each pipeline's HLS comes from (index = pipeline).
+    #[serde(default)]
+    pub sources: [InputSource; 2],
+}
+
+/// Where a pipeline's HLS arrives: its own HTTP input (PUT, POST, WebDAV),
+/// or a MediaStore-style container or an S3 bucket of this server, under a
+/// prefix. Whatever the source, complete playlists and segments feed the
+/// same merged output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum InputSource {
+    /// `/in/{channel}/{pipeline}/`.
+    #[default]
+    Http,
+    /// A container of a MediaStore-style container pair.
+    Mediastore { container: String, prefix: String },
+    /// A bucket of the S3 listener.
+    S3 { bucket: String, prefix: String },
+}
+
+impl InputSource {
+    /// The prefix inside the container or bucket, as path segments.
+    pub fn prefix_segments(&self) -> Vec<&str> {
+        match self {
+            Self::Http => Vec::new(),
+            Self::Mediastore { prefix, .. } | Self::S3 { prefix, .. } => {
+                prefix.split('/').filter(|s| !s.is_empty()).collect()
+            }
+        }
+    }
 }
 
 /// Per-channel failover settings (the control API's `failover` object).
@@ -44,6 +75,14 @@ pub struct FailoverSettings {
 }
 
 impl ChannelSpec {
+    pub fn source(&self, p: Pipeline) -> &InputSource {
+        let [s0, s1] = &self.sources;
+        match p {
+            Pipeline::P0 => s0,
+            Pipeline::P1 => s1,
+        }
+    }
+
     pub fn credentials(&self, p: Pipeline) -> &InputCredentials {
         let [c0, c1] = &self.inputs;
         match p {

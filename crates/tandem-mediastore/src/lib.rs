@@ -126,6 +126,7 @@ struct Inner {
     settings: Settings,
     keys: RwLock<Keys>,
     flights: Arc<InFlights>,
+    hook: RwLock<Option<tandem_store::PublishHook>>,
 }
 
 /// The MediaStore data API over a store.
@@ -169,8 +170,24 @@ impl MediaStore {
                 settings,
                 keys: RwLock::new(keys),
                 flights: Arc::default(),
+                hook: RwLock::default(),
             }),
         }
+    }
+
+    /// Calls `hook` with every object published whole from now on.
+    pub fn on_publish(&self, hook: tandem_store::PublishHook) {
+        *self
+            .inner
+            .hook
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
+    }
+
+    /// Where a container's objects live in the store: the container's
+    /// object `p` is this path joined with `p`.
+    pub fn container_root(container: &str) -> Option<ObjectPath> {
+        ObjectPath::from_segments([OBJECTS, container]).ok()
     }
 
     /// Accepts a container pair: containers `{id}-0` and `{id}-1`, each
@@ -535,6 +552,14 @@ async fn put_object(
     let mut m = ms.store.begin_put(&meta_key, Parents::Create).await?;
     m.write(Bytes::from(record)).await?;
     m.commit().await?;
+    let hook = ms
+        .hook
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(h) = hook {
+        h.published(&data_key, size);
+    }
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({

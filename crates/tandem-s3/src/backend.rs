@@ -11,7 +11,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
 use tandem_core::ObjectPath;
-use tandem_store::{Entry, Store, StoreError};
+use tandem_store::{Entry, PublishHook, Store, StoreError};
 
 use crate::metrics;
 use crate::objects::{
@@ -82,11 +82,30 @@ fn check_version(version_id: Option<&str>) -> S3Result<()> {
 pub struct TandemS3 {
     store: Arc<dyn Store>,
     keys: Arc<KeyRing>,
+    hook: Arc<std::sync::RwLock<Option<PublishHook>>>,
 }
 
 impl TandemS3 {
     pub fn new(store: Arc<dyn Store>, keys: Arc<KeyRing>) -> Self {
-        Self { store, keys }
+        Self {
+            store,
+            keys,
+            hook: Arc::default(),
+        }
+    }
+
+    /// Calls `hook` with every object published whole from now on.
+    pub fn on_publish(&self, hook: PublishHook) {
+        *self
+            .hook
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
+    }
+
+    /// Where a bucket's objects live in the store: bucket `b`'s key `k`
+    /// is this path joined with `k`.
+    pub fn bucket_root(bucket: &str) -> S3Result<ObjectPath> {
+        bucket_path(bucket)
     }
 
     /// Creates a bucket (an explicit collection); `Ok(false)` if it exists.
@@ -257,6 +276,14 @@ impl TandemS3 {
             ..info
         };
         write_json(&self.store, &paths.meta, &info).await?;
+        let hook = self
+            .hook
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(h) = hook {
+            h.published(&paths.data, info.size);
+        }
         Ok(info)
     }
 

@@ -90,7 +90,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub outputs: output::Outputs,
     /// Ingest's notices to each channel's output.
-    pub notices: notice::Notices,
+    pub notices: Arc<notice::Notices>,
     /// The S3 keys: the admin's and each archive pair's.
     pub keys: Arc<s3::KeyRing>,
     /// The S3 operations over the store (also used by the archives API).
@@ -109,8 +109,21 @@ impl AppState {
         now: SystemTime,
         failover: tandem_core::FailoverSettings,
     ) -> Result<Arc<registry::LiveChannel>, RegistryError> {
+        self.create_channel_from(id, now, failover, Default::default())
+            .await
+    }
+
+    /// Creates a channel with failover settings and each pipeline's source.
+    pub async fn create_channel_from(
+        &self,
+        id: &ChannelId,
+        now: SystemTime,
+        failover: tandem_core::FailoverSettings,
+        sources: [tandem_core::InputSource; 2],
+    ) -> Result<Arc<registry::LiveChannel>, RegistryError> {
         let mut spec = registry::new_channel_spec(id, now)?;
         spec.failover = failover;
+        spec.sources = sources;
         self.db.insert(&spec)?;
         let live = self.channels.add(spec)?;
         self.prepare_inputs(id).await;
@@ -233,14 +246,48 @@ impl AppState {
                 .map_or(defaults.hold_down, std::time::Duration::from_secs),
             ..defaults
         };
+        let roots = Pipeline::BOTH.map(|p| self.source_root(&ch.id, ch.spec.source(p), p));
+        for p in Pipeline::BOTH {
+            if *ch.spec.source(p) != tandem_core::InputSource::Http {
+                self.notices.bind(roots[p.index()].clone(), &ch.id, p);
+            }
+        }
         self.outputs.start(
             &ch.id,
-            self.notices.subscribe(&ch.id),
-            self.store.clone(),
-            self.clock.clone(),
-            cfg,
-            self.cfg.output_grace,
+            output::StartOutput {
+                roots,
+                notices: self.notices.subscribe(&ch.id),
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                cfg,
+                grace: self.cfg.output_grace,
+            },
         );
+    }
+
+    /// Where a pipeline's objects are in the store: its HTTP input, or the
+    /// bound container or bucket under its prefix.
+    fn source_root(
+        &self,
+        id: &ChannelId,
+        source: &tandem_core::InputSource,
+        p: Pipeline,
+    ) -> tandem_core::ObjectPath {
+        use tandem_core::InputSource;
+        let top = match source {
+            InputSource::Http => return notice::input_root(id, p),
+            InputSource::Mediastore { container, .. } => {
+                tandem_mediastore::MediaStore::container_root(container)
+            }
+            InputSource::S3 { bucket, .. } => s3::TandemS3::bucket_root(bucket).ok(),
+        };
+        let prefix = source.prefix_segments();
+        top.and_then(|t| {
+            let mut segs = t.segments().to_vec();
+            segs.extend(prefix.iter().map(|s| (*s).to_owned()));
+            tandem_core::ObjectPath::from_segments(segs).ok()
+        })
+        .unwrap_or_else(|| notice::input_root(id, p))
     }
 
     /// Makes sure both input roots exist, so PROPFIND answers before the
@@ -375,6 +422,15 @@ impl Server {
         let outputs = output::Outputs::new(cfg.output_cache_bytes);
         let keys = Arc::new(s3::KeyRing::new(&admin_token));
         let s3 = s3::TandemS3::new(store.clone(), keys.clone());
+        // Objects published through the S3 and MediaStore APIs reach the
+        // channels bound to their bucket or container.
+        let notices = Arc::new(notice::Notices::default());
+        let hook = {
+            let n = notices.clone();
+            tandem_store::PublishHook::new(move |key, _| n.stored(key))
+        };
+        s3.on_publish(hook.clone());
+        mediastore.on_publish(hook);
         let state = Arc::new(AppState {
             cfg,
             store,
@@ -384,7 +440,7 @@ impl Server {
             admin_token,
             clock,
             outputs,
-            notices: Default::default(),
+            notices: notices.clone(),
             keys,
             s3,
             archive_watches: Default::default(),

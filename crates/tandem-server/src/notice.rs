@@ -8,7 +8,7 @@
 //! other.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 use tandem_core::{ChannelId, ObjectPath, Pipeline};
@@ -36,9 +36,42 @@ pub fn input_root(channel: &ChannelId, p: Pipeline) -> ObjectPath {
 #[derive(Debug, Default)]
 pub struct Notices {
     map: Mutex<HashMap<ChannelId, mpsc::UnboundedSender<Notice>>>,
+    /// Store roots of buckets and containers bound to a channel's pipeline.
+    bindings: RwLock<Vec<(ObjectPath, ChannelId, Pipeline)>>,
 }
 
 impl Notices {
+    /// Objects published whole under `root` (a bucket or container, under
+    /// a prefix) are from now on the channel's pipeline `p`'s input.
+    pub fn bind(&self, root: ObjectPath, channel: &ChannelId, p: Pipeline) {
+        self.bindings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((root, channel.clone(), p));
+    }
+
+    /// An object was published whole somewhere in the store (by the S3 or
+    /// MediaStore API): a notice for each channel pipeline bound there.
+    pub fn stored(&self, key: &ObjectPath) {
+        let hits: Vec<(ChannelId, Pipeline, ObjectPath)> = self
+            .bindings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter_map(|(root, c, p)| Some((c.clone(), *p, key.strip_prefix(root)?)))
+            .collect();
+        for (c, p, path) in hits {
+            self.publish(
+                &c,
+                Notice::Published {
+                    pipeline: p,
+                    path,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+
     /// Sends `notice` to the channel's subscriber, if it has one.
     pub fn publish(&self, channel: &ChannelId, notice: Notice) {
         let map = self
@@ -62,12 +95,16 @@ impl Notices {
         rx
     }
 
-    /// Ends the channel's stream (the channel was deleted).
+    /// Ends the channel's stream and its bindings (the channel was deleted).
     pub fn close(&self, channel: &ChannelId) {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(channel);
+        self.bindings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(_, c, _)| c != channel);
     }
 }
 

@@ -279,6 +279,7 @@ pub fn new_channel_spec(id: &ChannelId, now: SystemTime) -> Result<ChannelSpec, 
         created_unix: crate::util::unix_secs(now),
         inputs: [creds(Pipeline::P0)?, creds(Pipeline::P1)?],
         failover: Default::default(),
+        sources: Default::default(),
     })
 }
 

@@ -224,6 +224,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
+/// Told of every object a dialect published whole, with its key and size:
+/// how objects written through the S3 or MediaStore API reach a channel
+/// bound to that bucket or container. Called after the commit, never for
+/// an object that is not complete.
+#[derive(Clone)]
+pub struct PublishHook(std::sync::Arc<PublishFn>);
+
+/// What a [`PublishHook`] calls.
+pub type PublishFn = dyn Fn(&ObjectPath, u64) + Send + Sync;
+
+impl PublishHook {
+    pub fn new(f: impl Fn(&ObjectPath, u64) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+
+    /// Reports one published object.
+    pub fn published(&self, key: &ObjectPath, size: u64) {
+        (self.0)(key, size);
+    }
+}
+
+impl std::fmt::Debug for PublishHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishHook")
+    }
+}
+
 /// A strong validator from size and modification time, as most origins
 /// (nginx included) compute it.
 pub fn etag_for(size: u64, modified: SystemTime) -> String {

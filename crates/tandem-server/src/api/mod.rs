@@ -37,8 +37,78 @@ pub struct InputView {
     pub url: String,
     pub username: String,
     pub password: String,
+    /// Where the pipeline's HLS comes from, when not its HTTP input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceView>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub status: Option<InputStatus>,
+}
+
+/// A pipeline bound to a container or bucket, as the API takes and shows
+/// it: `{"mediastore":"news-0","prefix":"live/"}` or `{"s3":…}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mediastore: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+impl SourceView {
+    fn of(s: &tandem_core::InputSource) -> Option<Self> {
+        use tandem_core::InputSource;
+        match s {
+            InputSource::Http => None,
+            InputSource::Mediastore { container, prefix } => Some(Self {
+                mediastore: Some(container.clone()),
+                prefix: prefix.clone(),
+                ..Self::default()
+            }),
+            InputSource::S3 { bucket, prefix } => Some(Self {
+                s3: Some(bucket.clone()),
+                prefix: prefix.clone(),
+                ..Self::default()
+            }),
+        }
+    }
+
+    /// The source, validated: exactly one of `mediastore` and `s3`, a
+    /// name without `/`, a prefix of valid path segments.
+    fn source(self) -> Result<tandem_core::InputSource, String> {
+        use tandem_core::InputSource;
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 255
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        let prefix_ok = self.prefix.split('/').filter(|s| !s.is_empty()).all(|seg| {
+            tandem_core::ObjectPath::from_segments([seg]).is_ok() && seg != "." && seg != ".."
+        });
+        if !prefix_ok {
+            return Err(format!(
+                "source prefix {:?} is not a valid path",
+                self.prefix
+            ));
+        }
+        match (self.mediastore, self.s3) {
+            (Some(c), None) if name_ok(&c) => Ok(InputSource::Mediastore {
+                container: c,
+                prefix: self.prefix,
+            }),
+            (None, Some(b)) if name_ok(&b) => Ok(InputSource::S3 {
+                bucket: b,
+                prefix: self.prefix,
+            }),
+            (Some(n), None) | (None, Some(n)) => {
+                Err(format!("{n:?} is not a container or bucket name"))
+            }
+            _ => Err("a source names exactly one of \"mediastore\" and \"s3\"".to_owned()),
+        }
+    }
 }
 
 /// What the server observed of an input.
@@ -74,6 +144,7 @@ pub fn channel_view(
                 url: format!("{base_url}/in/{}/{p}/", spec.id),
                 username: c.username.clone(),
                 password: c.password.clone(),
+                source: SourceView::of(spec.source(p)),
                 status: status.map(|s| {
                     let snap = s[p.index()];
                     InputStatus {
@@ -149,6 +220,16 @@ struct CreateChannel {
     id: String,
     #[serde(default)]
     failover: tandem_core::FailoverSettings,
+    /// Per pipeline, optionally where its HLS comes from.
+    #[serde(default)]
+    inputs: Vec<CreateInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateInput {
+    #[serde(default)]
+    source: Option<SourceView>,
 }
 
 async fn create(
@@ -180,8 +261,22 @@ async fn create(
             "failover.loss_after_targets must be a positive number".into(),
         ));
     }
+    if req.inputs.len() > 2 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "a channel has two inputs".into(),
+        ));
+    }
+    let mut sources: [tandem_core::InputSource; 2] = Default::default();
+    for (slot, input) in sources.iter_mut().zip(req.inputs) {
+        if let Some(view) = input.source {
+            *slot = view
+                .source()
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+        }
+    }
     let ch = st
-        .create_channel_with(&id, SystemTime::now(), req.failover)
+        .create_channel_from(&id, SystemTime::now(), req.failover, sources)
         .await?;
     tracing::info!(channel = %id, "channel created");
     let view = channel_view(&ch.spec, &st.cfg.base_url(), None);

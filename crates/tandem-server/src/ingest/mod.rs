@@ -156,6 +156,28 @@ fn authenticate(st: &AppState, t: &Target, parts: &Parts) -> Result<(), HttpErro
     }
 }
 
+/// A pipeline bound to a container or bucket takes nothing over `/in/`:
+/// uploads there would feed nothing, so they are refused, with where to
+/// send them instead.
+fn http_source(t: &Target) -> Result<(), HttpError> {
+    use tandem_core::InputSource;
+    let place = match t.channel.spec.source(t.pipeline) {
+        InputSource::Http => return Ok(()),
+        InputSource::Mediastore { container, prefix } => {
+            format!("MediaStore container {container}, prefix {prefix:?}")
+        }
+        InputSource::S3 { bucket, prefix } => format!("S3 bucket {bucket}, prefix {prefix:?}"),
+    };
+    Err(HttpError::new(
+        StatusCode::CONFLICT,
+        "bound",
+        format!(
+            "pipeline {} of channel {} takes its HLS from {place}, not from this URL",
+            t.pipeline, t.channel.id
+        ),
+    ))
+}
+
 /// The ingest entry point for every method under `/in/`.
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
@@ -166,7 +188,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         Err(_) => (String::new(), String::new()),
     };
     let result = match target {
-        Ok(t) => match authenticate(&st, &t, &parts) {
+        Ok(t) => match authenticate(&st, &t, &parts).and_then(|()| http_source(&t)) {
             Ok(()) => dispatch(&st, &t, &parts, body).await,
             Err(e) => Err(e),
         },

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::Clock;
 
 use super::{ChannelOutput, EVENT_LOG, EventRecord, Rendered, output_root};
-use crate::notice::{Notice, input_root};
+use crate::notice::Notice;
 
 /// A rendition: its engine and where its files live.
 struct Rendition {
@@ -247,7 +247,7 @@ impl Driver {
     }
 
     async fn on_playlist(&mut self, now: Instant, p: Pipeline, path: &ObjectPath) {
-        let key = input_root(&self.out.id, p).join_path(path);
+        let key = self.out.root(p).clone().join_path(path);
         let text = match super::read_small(self.store.as_ref(), &key).await {
             Ok(t) => t,
             Err(e) => {
@@ -289,7 +289,7 @@ impl Driver {
         // rendition sent notices nobody matched: look them up once. Later
         // segments arrive as notices, which the engine keeps until a
         // playlist names them.
-        let root = input_root(&self.out.id, p);
+        let root = self.out.root(p).clone();
         let dir = r.dir.clone();
         let catch_up = !std::mem::replace(&mut r.caught_up[p.index()], true);
         for s in pl.segments.iter().filter(|_| catch_up) {
@@ -357,7 +357,7 @@ impl Driver {
                         continue;
                     };
                     let Some(pin) = r.pin_path(seg) else { continue };
-                    let from_key = input_root(&id, *from).join_path(&src);
+                    let from_key = self.out.root(*from).clone().join_path(&src);
                     let pinned = out_root.join_path(&pin);
                     match self.store.link(&from_key, &pinned).await {
                         Ok(()) => self.cache_pinned(&pinned).await,

@@ -102,6 +102,8 @@ pub struct Rendered {
 #[derive(Debug)]
 pub struct ChannelOutput {
     pub id: ChannelId,
+    /// Where each pipeline's objects are in the store.
+    roots: [ObjectPath; 2],
     playlists: RwLock<HashMap<ObjectPath, Arc<Rendered>>>,
     /// Per playlist: the input objects it refers to.
     refs: RwLock<HashMap<ObjectPath, HashSet<ObjectPath>>>,
@@ -128,6 +130,15 @@ impl ChannelOutput {
             .last_advance
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where pipeline `p`'s objects are in the store.
+    pub fn root(&self, p: Pipeline) -> &ObjectPath {
+        let [r0, r1] = &self.roots;
+        match p {
+            Pipeline::P0 => r0,
+            Pipeline::P1 => r1,
+        }
     }
 
     fn set_active(&self, p: Pipeline) {
@@ -183,6 +194,19 @@ impl ChannelOutput {
     }
 }
 
+/// What a channel's output starts with.
+pub struct StartOutput {
+    /// Where each pipeline's objects are in the store.
+    pub roots: [ObjectPath; 2],
+    /// The channel's notices.
+    pub notices: mpsc::UnboundedReceiver<Notice>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub cfg: tandem_hls::MergeConfig,
+    /// How long a segment stays after it left every window.
+    pub grace: Duration,
+}
+
 /// A channel's running driver.
 #[derive(Debug)]
 struct Running {
@@ -210,19 +234,20 @@ impl Outputs {
     }
 
     /// Starts a channel's driver (on the current tokio runtime).
-    pub fn start(
-        &self,
-        id: &ChannelId,
-        rx: mpsc::UnboundedReceiver<Notice>,
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        cfg: tandem_hls::MergeConfig,
-        grace: Duration,
-    ) {
+    pub fn start(&self, id: &ChannelId, with: StartOutput) {
+        let StartOutput {
+            roots,
+            notices: rx,
+            store,
+            clock,
+            cfg,
+            grace,
+        } = with;
         let (loaded_tx, loaded) = watch::channel(false);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let out = Arc::new(ChannelOutput {
             id: id.clone(),
+            roots,
             playlists: RwLock::default(),
             refs: RwLock::default(),
             loaded,
@@ -408,7 +433,7 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
         None => Pipeline::BOTH,
     };
     for p in order {
-        let key = crate::notice::input_root(&id, p).join_path(&path);
+        let key = out.root(p).join_path(&path);
         if matches!(st.store.stat(&key).await?, Some(Entry::Object(_))) {
             return crate::serve::object(
                 st.store.as_ref(),

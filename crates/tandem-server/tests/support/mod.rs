@@ -18,6 +18,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The S3 listener.
     pub s3: SocketAddr,
+    /// The MediaStore-style listener.
+    pub mediastore: SocketAddr,
     pub state: Arc<AppState>,
     pub dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -91,6 +93,7 @@ impl TestServer {
         let server = Server::bind_with(cfg, store, clock).await.unwrap();
         let addr = server.local_addr().unwrap();
         let s3 = server.s3_addr().unwrap_or(addr);
+        let mediastore = server.mediastore_addr().unwrap_or(addr);
         let state = server.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -104,6 +107,7 @@ impl TestServer {
         Self {
             addr,
             s3,
+            mediastore,
             state,
             dir,
             stop: Some(tx),
