@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub output_grace: Duration,
     /// Memory for pinned output segments served to players.
     pub output_cache_bytes: u64,
+    /// Origins whose browser players may read `/out/` (CORS); `*`: any.
+    pub cors_origins: Vec<String>,
     /// Create the `demo` channel when the database holds no channel.
     pub create_demo_channel: bool,
     /// The S3 listener's address; `None` runs none.
@@ -99,6 +101,7 @@ impl ServerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             output_grace: DEFAULT_OUTPUT_GRACE,
             output_cache_bytes: DEFAULT_OUTPUT_CACHE,
+            cors_origins: vec!["*".to_owned()],
             create_demo_channel: true,
             s3_listen: DEFAULT_S3_LISTEN.parse().ok(),
             s3: Default::default(),
@@ -161,6 +164,8 @@ impl ServerConfig {
 /// s3_listen = "127.0.0.1:9000"   # or "off"
 /// s3_region = "us-east-1"
 /// s3_domains = ["s3.example.com"] # {bucket}.s3.example.com is virtual-host style
+/// mediastore_listen = "127.0.0.1:9010" # or "off"
+/// cors_origins = ["https://player.example.com"] # or ["*"]
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +186,8 @@ pub struct FileConfig {
     pub s3_listen: Option<String>,
     pub s3_region: Option<String>,
     pub s3_domains: Option<Vec<String>>,
+    pub mediastore_listen: Option<String>,
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// Why a configuration file was refused.
@@ -270,6 +277,9 @@ impl FileConfig {
         if let Some(v) = &self.s3_domains {
             cfg.s3.domains = v.clone();
         }
+        if let Some(v) = &self.cors_origins {
+            cfg.cors_origins = v.clone();
+        }
     }
 }
 
@@ -297,6 +307,8 @@ output_cache_bytes = 1024
 s3_listen = "off"
 s3_region = "eu-west-3"
 s3_domains = ["s3.example.com", "localhost"]
+mediastore_listen = "off"
+cors_origins = ["https://player.example.com"]
 "#;
         let f: FileConfig = toml::from_str(text).unwrap();
         // A struct literal with no `..`: a key added to FileConfig does not
@@ -320,8 +332,14 @@ s3_domains = ["s3.example.com", "localhost"]
                 s3_listen: Some("off".into()),
                 s3_region: Some("eu-west-3".into()),
                 s3_domains: Some(vec!["s3.example.com".into(), "localhost".into()]),
+                mediastore_listen: Some("off".into()),
+                cors_origins: Some(vec!["https://player.example.com".into()]),
             }
         );
+        let mut with_cors = ServerConfig::new(DEFAULT_LISTEN.parse().unwrap(), "d".into());
+        assert_eq!(with_cors.cors_origins, ["*"]);
+        f.apply(&mut with_cors);
+        assert_eq!(with_cors.cors_origins, ["https://player.example.com"]);
         // Applied over the defaults, every key the file owns takes effect
         // (listen, data and s3_listen are the binary's: flags and
         // environment variables can override them).

@@ -331,7 +331,10 @@ async fn not_found() -> impl IntoResponse {
 pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/in/{*rest}", any(ingest::handle))
-        .route("/out/{*rest}", any(output::handle))
+        .route(
+            "/out/{*rest}",
+            any(output::handle).layer(output::cors(&state.cfg.cors_origins)),
+        )
         .route("/metrics", get(metrics_route))
         .merge(api::router())
         .fallback(not_found)

@@ -334,6 +334,32 @@ pub fn output_root(channel: &ChannelId) -> ObjectPath {
     ObjectPath::from_segments([channel.as_str(), "out"]).unwrap_or_default()
 }
 
+/// CORS for `/out/`, as MediaPackage endpoints answer it: browser players
+/// on `origins` (`*`: any) may read playlists and segments, see the
+/// headers a player needs (ranges, validators), and send `Range` in a
+/// preflight. Answered by `tower-http`.
+pub fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::GET, http::Method::HEAD, http::Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers([
+            header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CACHE_CONTROL,
+            header::DATE,
+        ])
+        .max_age(Duration::from_secs(86_400))
+}
+
 fn with_headers(mut r: Response, ctype: &'static str, cache: &'static str) -> Response {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));

@@ -38,6 +38,10 @@ pub fn server_config(
     if let Some(text) = &file.s3_listen {
         cfg.s3_listen = tandem_server::config::parse_s3_listen(text).map_err(anyhow::Error::msg)?;
     }
+    if let Some(text) = &file.mediastore_listen {
+        cfg.mediastore_listen =
+            tandem_server::config::parse_mediastore_listen(text).map_err(anyhow::Error::msg)?;
+    }
     if tls.is_some() {
         cfg.tls = tls;
     }
