@@ -428,9 +428,26 @@ impl Server {
         // Objects published through the S3 and MediaStore APIs reach the
         // channels bound to their bucket or container.
         let notices = Arc::new(notice::Notices::default());
+        // The hook outlives nothing: it reaches the state through a weak
+        // reference set once the state exists.
+        let owner: Arc<std::sync::OnceLock<std::sync::Weak<AppState>>> = Arc::default();
         let hook = {
-            let n = notices.clone();
-            tandem_store::PublishHook::new(move |key, _| n.stored(key))
+            let (n, owner) = (notices.clone(), owner.clone());
+            tandem_store::PublishHook::new(move |key, size| {
+                let bound = n.stored(key);
+                let Some(st) = owner.get().and_then(std::sync::Weak::upgrade) else {
+                    return;
+                };
+                // A bound pipeline's input counts what arrives there, as
+                // `/in/` uploads count for the others.
+                let now = st.clock.now();
+                for (c, p) in bound {
+                    if let Some(ch) = st.channels.get(&c) {
+                        ch.input(p).record_write(now, size);
+                        metrics::object_published(c.as_str(), &p.to_string(), size);
+                    }
+                }
+            })
         };
         s3.on_publish(hook.clone());
         mediastore.on_publish(hook);
@@ -449,6 +466,7 @@ impl Server {
             archive_watches: Default::default(),
             mediastore,
         });
+        let _ = owner.set(Arc::downgrade(&state));
         for spec in state.db.list_containers()? {
             spec.container_id().map_err(|e| RegistryError::Corrupt {
                 id: spec.id.clone(),

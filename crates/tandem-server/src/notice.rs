@@ -51,8 +51,9 @@ impl Notices {
     }
 
     /// An object was published whole somewhere in the store (by the S3 or
-    /// MediaStore API): a notice for each channel pipeline bound there.
-    pub fn stored(&self, key: &ObjectPath) {
+    /// MediaStore API): a notice for each channel pipeline bound there,
+    /// which are returned.
+    pub fn stored(&self, key: &ObjectPath) -> Vec<(ChannelId, Pipeline)> {
         let hits: Vec<(ChannelId, Pipeline, ObjectPath)> = self
             .bindings
             .read()
@@ -60,6 +61,7 @@ impl Notices {
             .iter()
             .filter_map(|(root, c, p)| Some((c.clone(), *p, key.strip_prefix(root)?)))
             .collect();
+        let mut bound = Vec::with_capacity(hits.len());
         for (c, p, path) in hits {
             self.publish(
                 &c,
@@ -69,7 +71,9 @@ impl Notices {
                     at: Instant::now(),
                 },
             );
+            bound.push((c, p));
         }
+        bound
     }
 
     /// Sends `notice` to the channel's subscriber, if it has one.

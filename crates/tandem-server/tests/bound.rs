@@ -170,6 +170,25 @@ async fn a_container_and_a_bucket_bound_to_a_channel_feed_its_merged_output() {
     );
     let seg = s.send("GET", "/out/bound/index/2/seg2.ts", &[], b"").await;
     assert_eq!((seg.status, seg.text()), (200, "ms-seg2".repeat(40)));
+    // Each destination's receiving state, as for /in/ inputs: three
+    // segments and three playlists each.
+    let r = s
+        .send(
+            "GET",
+            "/api/v1/channels/bound",
+            &[("Authorization", &token)],
+            b"",
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    for p in 0..2 {
+        let input = &v["inputs"][p];
+        assert_eq!(
+            (&input["state"], &input["objects_received"]),
+            (&serde_json::json!("receiving"), &serde_json::json!(6)),
+            "{v:#}"
+        );
+    }
 
     // The container's pipeline announces segment 3 but never stores it:
     // 1.5 target durations later it is filled from the bucket's.
