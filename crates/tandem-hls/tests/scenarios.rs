@@ -796,3 +796,32 @@ fn program_date_times_differing_by_nearly_the_tolerance_still_align() {
         Some(&(Some(P0), P1, SwitchReason::Stalled, false))
     );
 }
+
+/// A playlist published again unchanged (an encoder retrying an upload, or
+/// re-sending after a reconnect) is not an encoder restart, before or
+/// after a restore.
+#[test]
+fn the_same_playlist_published_twice_is_not_a_restart() {
+    let mut h = H::new(MergeConfig::default());
+    let e = Encoder::plain();
+    run_both(&mut h, &e, &e, 0, 4);
+    let before = h.out();
+    h.feed(8.5, P0, &e.playlist(0, 4), &[]);
+    h.restart(9.0);
+    h.feed(9.5, P0, &e.playlist(0, 4), &[]);
+    h.feed(9.6, P1, &e.playlist(0, 4), &[]);
+    assert_eq!(h.out(), before);
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::InputRestarted { .. })),
+        "{:?}",
+        h.events
+    );
+    h.feed(10.0, P0, &e.playlist(0, 5), &[]);
+    assert!(
+        h.out().ends_with("p0/a4.ts\n#EXTINF:2.000,\np0/a5.ts\n"),
+        "{}",
+        h.out()
+    );
+}
