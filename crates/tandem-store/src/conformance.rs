@@ -323,3 +323,83 @@ async fn concat_publishes_the_parts_in_order_or_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_staged_write_counts_what_it_was_given() {
+    each_store(async |s| {
+        let mut w = s.begin_put(&key("a.ts"), Parents::Create).await.unwrap();
+        assert_eq!(w.written(), 0);
+        w.write(Bytes::from_static(b"abc")).await.unwrap();
+        w.write(Bytes::from(vec![7u8; 2 * 1024 * 1024]))
+            .await
+            .unwrap();
+        assert_eq!(w.written(), 3 + 2 * 1024 * 1024);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_upload_dropped_after_it_spilled_to_disk_leaves_no_staged_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = LocalStore::open(dir.path()).expect("open");
+    let staged = || {
+        std::fs::read_dir(dir.path().join("staging"))
+            .unwrap()
+            .count()
+    };
+    let mut w = s.begin_put(&key("big.ts"), Parents::Create).await.unwrap();
+    // Past one batch, the body goes to a staged file.
+    w.write(Bytes::from(vec![1u8; 3 * 1024 * 1024]))
+        .await
+        .unwrap();
+    assert_eq!(staged(), 1, "the body spilled to a staged file");
+    drop(w);
+    assert_eq!(staged(), 0, "dropping the upload removes it");
+    assert!(s.stat(&key("big.ts")).await.unwrap().is_none());
+    // A leftover from a crash is removed when the store opens.
+    std::fs::write(dir.path().join("staging").join("leftover"), b"x").unwrap();
+    let _again = LocalStore::open(dir.path()).expect("open");
+    assert_eq!(staged(), 0);
+}
+
+#[tokio::test]
+async fn a_linked_object_counts_against_the_memory_store_s_capacity() {
+    let s = MemoryStore::with_capacity(10);
+    put(&s, "a", b"123456").await.unwrap();
+    assert!(matches!(s.link(&key("a"), &key("b")).await, Ok(())));
+    // 12 of 10 bytes used: the next write is refused as full.
+    let mut w = s.begin_put(&key("c"), Parents::Create).await.unwrap();
+    assert!(matches!(
+        w.write(Bytes::from_static(b"1")).await,
+        Err(StoreError::Full)
+    ));
+}
+
+#[test]
+fn io_errors_that_an_operator_fixes_are_classified() {
+    use std::io;
+    let full = StoreError::from_io("write", "k", io::Error::from_raw_os_error(28));
+    assert!(matches!(full, StoreError::Full), "{full:?}");
+    let quota = StoreError::from_io("write", "k", io::Error::from_raw_os_error(122));
+    assert!(matches!(quota, StoreError::Full), "{quota:?}");
+    let ro = StoreError::from_io("write", "k", io::Error::from_raw_os_error(30));
+    assert!(matches!(ro, StoreError::Unwritable(_)), "{ro:?}");
+    let denied = StoreError::from_io(
+        "write",
+        "k",
+        io::Error::from(io::ErrorKind::PermissionDenied),
+    );
+    assert!(matches!(denied, StoreError::Unwritable(_)), "{denied:?}");
+    let other = StoreError::from_io("write", "k", io::Error::from(io::ErrorKind::InvalidData));
+    assert!(
+        matches!(other, StoreError::Io { op: "write", .. }),
+        "{other:?}"
+    );
+}
+
+#[test]
+fn an_etag_changes_with_size_and_time() {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(0x1234);
+    assert_eq!(crate::etag_for(0x10, t), "\"1234-10\"");
+    assert_ne!(crate::etag_for(0x10, t), crate::etag_for(0x11, t));
+}
