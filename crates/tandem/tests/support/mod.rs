@@ -10,6 +10,8 @@
     clippy::print_stderr
 )]
 
+pub mod player;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
