@@ -171,6 +171,10 @@ impl ChannelOutput {
 
     /// Waits (bounded) until the saved output is served.
     async fn wait_loaded(&self) -> bool {
+        // Every request asks; after the first seconds the answer is yes.
+        if *self.loaded.borrow() {
+            return true;
+        }
         let mut rx = self.loaded.clone();
         tokio::time::timeout(LOAD_WAIT, rx.wait_for(|l| *l))
             .await
