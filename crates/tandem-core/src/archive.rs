@@ -25,13 +25,7 @@ impl ArchiveId {
     pub const MAX_LEN: usize = 61;
 
     pub fn parse(s: &str) -> Result<Self, BadArchiveId> {
-        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        let ok = !s.is_empty()
-            && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| alnum(b) || b == b'-')
-            && s.bytes().next().is_some_and(alnum)
-            && s.bytes().last().is_some_and(alnum);
-        if ok {
+        if is_pair_id(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(BadArchiveId(s.to_owned()))
@@ -52,6 +46,18 @@ impl fmt::Display for ArchiveId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The id rule of a pair whose members are named `{id}-0` and `{id}-1`
+/// (archive buckets, MediaStore containers): S3's bucket naming rules with
+/// two characters to spare.
+pub(crate) fn is_pair_id(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !s.is_empty()
+        && s.len() <= ArchiveId::MAX_LEN
+        && s.bytes().all(|b| alnum(b) || b == b'-')
+        && s.bytes().next().is_some_and(alnum)
+        && s.bytes().last().is_some_and(alnum)
 }
 
 /// An S3 access key pair.
@@ -79,11 +85,7 @@ pub struct ArchiveSpec {
 
 impl ArchiveSpec {
     pub fn keys(&self, p: Pipeline) -> &S3KeyPair {
-        let [k0, k1] = &self.keys;
-        match p {
-            Pipeline::P0 => k0,
-            Pipeline::P1 => k1,
-        }
+        p.of(&self.keys)
     }
 
     /// The validated id (the database is disk input, so this checks again).

@@ -76,19 +76,11 @@ pub struct FailoverSettings {
 
 impl ChannelSpec {
     pub fn source(&self, p: Pipeline) -> &InputSource {
-        let [s0, s1] = &self.sources;
-        match p {
-            Pipeline::P0 => s0,
-            Pipeline::P1 => s1,
-        }
+        p.of(&self.sources)
     }
 
     pub fn credentials(&self, p: Pipeline) -> &InputCredentials {
-        let [c0, c1] = &self.inputs;
-        match p {
-            Pipeline::P0 => c0,
-            Pipeline::P1 => c1,
-        }
+        p.of(&self.inputs)
     }
 
     /// The validated id. Specs are only built from validated ids, but the

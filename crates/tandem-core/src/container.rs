@@ -25,13 +25,7 @@ impl ContainerId {
     pub const MAX_LEN: usize = 61;
 
     pub fn parse(s: &str) -> Result<Self, BadContainerId> {
-        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        let ok = !s.is_empty()
-            && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| alnum(b) || b == b'-')
-            && s.bytes().next().is_some_and(alnum)
-            && s.bytes().last().is_some_and(alnum);
-        if ok {
+        if crate::archive::is_pair_id(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(BadContainerId(s.to_owned()))
@@ -67,11 +61,7 @@ pub struct ContainerSpec {
 
 impl ContainerSpec {
     pub fn keys(&self, p: Pipeline) -> &S3KeyPair {
-        let [k0, k1] = &self.keys;
-        match p {
-            Pipeline::P0 => k0,
-            Pipeline::P1 => k1,
-        }
+        p.of(&self.keys)
     }
 
     /// The validated id (the database is disk input, so this checks again).

@@ -82,6 +82,15 @@ impl Pipeline {
         }
     }
 
+    /// This pipeline's element of a per-pipeline pair (index = pipeline).
+    pub fn of<T>(self, pair: &[T; 2]) -> &T {
+        let [p0, p1] = pair;
+        match self {
+            Self::P0 => p0,
+            Self::P1 => p1,
+        }
+    }
+
     pub fn other(self) -> Self {
         match self {
             Self::P0 => Self::P1,

@@ -337,11 +337,7 @@ pub struct LiveChannel {
 
 impl LiveChannel {
     pub fn input(&self, p: Pipeline) -> &InputStats {
-        let [a, b] = &self.inputs;
-        match p {
-            Pipeline::P0 => a,
-            Pipeline::P1 => b,
-        }
+        p.of(&self.inputs)
     }
 }
 

@@ -134,11 +134,7 @@ impl ChannelOutput {
 
     /// Where pipeline `p`'s objects are in the store.
     pub fn root(&self, p: Pipeline) -> &ObjectPath {
-        let [r0, r1] = &self.roots;
-        match p {
-            Pipeline::P0 => r0,
-            Pipeline::P1 => r1,
-        }
+        p.of(&self.roots)
     }
 
     fn set_active(&self, p: Pipeline) {
