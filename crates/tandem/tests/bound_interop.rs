@@ -131,38 +131,11 @@ impl Running {
     }
 }
 
-fn ffmpeg(src: &Path, method: &[&str], out: &str) -> Child {
-    Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-i"])
-        .arg(src)
-        .args([
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-f",
-            "hls",
-            "-hls_time",
-            "2",
-            "-hls_list_size",
-            "6",
-            "-hls_flags",
-            "program_date_time",
-        ])
-        .args(method)
-        .arg(out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// Starts a pipeline; `work` is a fresh directory for its local files.
 fn start(dest: &Dest, src: &Path, work: &Path, stats: Arc<Mutex<AdapterStats>>) -> Running {
     match dest {
         Dest::Post(url) => Running {
-            ffmpeg: ffmpeg(
+            ffmpeg: support::ffmpeg_hls(
                 src,
                 &["-method", "POST", "-ignore_io_errors", "1"],
                 url.as_str(),
@@ -208,7 +181,7 @@ fn start(dest: &Dest, src: &Path, work: &Path, stats: Arc<Mutex<AdapterStats>>) 
                 .expect("the boto3 uploader did not start within 30 s");
             let out = hls.join("index.m3u8");
             Running {
-                ffmpeg: ffmpeg(src, &[], out.to_str().unwrap()),
+                ffmpeg: support::ffmpeg_hls(src, &[], out.to_str().unwrap()),
                 adapter: Some(Adapter {
                     python,
                     stop,

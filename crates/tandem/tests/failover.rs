@@ -8,7 +8,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,31 +23,7 @@ const THRESHOLD: f64 = 3.0;
 
 fn push(t: &Tandem, p: usize, src: &Path) -> Child {
     let url = t.url_with_credentials(&t.demo[p], "live/channel.m3u8");
-    Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-i"])
-        .arg(src)
-        .args([
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-f",
-            "hls",
-            "-hls_time",
-            "2",
-            "-hls_list_size",
-            "6",
-            "-hls_flags",
-            "program_date_time",
-            "-method",
-            "PUT",
-            &url,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    support::ffmpeg_hls(src, &["-method", "PUT"], &url)
 }
 
 fn events(t: &Tandem) -> Vec<Value> {

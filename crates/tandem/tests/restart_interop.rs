@@ -43,7 +43,7 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,33 +64,7 @@ const OUT_DIR: &str = "/out/demo/live/";
 /// One ffmpeg pipeline pushing `src` to input `p`.
 fn push(t: &Tandem, p: usize, src: &Path) -> Child {
     let url = t.url_with_credentials(&t.demo[p], "live/channel.m3u8");
-    Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-i"])
-        .arg(src)
-        .args([
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-f",
-            "hls",
-            "-hls_time",
-            "2",
-            "-hls_list_size",
-            "6",
-            "-hls_flags",
-            "program_date_time",
-            "-ignore_io_errors",
-            "1",
-            "-method",
-            "PUT",
-            &url,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    support::ffmpeg_hls(src, &["-ignore_io_errors", "1", "-method", "PUT"], &url)
 }
 
 /// Both pipelines, killed on drop.

@@ -18,6 +18,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A live ffmpeg HLS encoder: `src` in real time, 2 s segments, a window
+/// of six, program date-times, written to `out` (a URL, with `upload`
+/// naming the method and options, or a local playlist path).
+pub fn ffmpeg_hls(src: &Path, upload: &[&str], out: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-i"])
+        .arg(src)
+        .args([
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-f",
+            "hls",
+            "-hls_time",
+            "2",
+            "-hls_list_size",
+            "6",
+            "-hls_flags",
+            "program_date_time",
+        ])
+        .args(upload)
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Whether `name` is on PATH. Prints the skip notice, or panics when peers
 /// are required.
 pub fn peer(name: &str) -> bool {
