@@ -220,11 +220,14 @@ pub async fn check_pair(st: &AppState, id: &ArchiveId, rollover: Option<Duration
     let raised = st.archive_watches.with(id.as_str(), |ps| {
         let raised = ps.watch.update(&report, newest, now, rollover, GRACE);
         for u in &raised {
-            ps.events.push_back(ArchiveEvent {
+            let ev = ArchiveEvent {
                 time: crate::util::rfc3339_millis(now),
                 kind: "index_uncovered",
                 uncovered: u.clone(),
-            });
+            };
+            st.events
+                .publish(crate::events::Subject::Archive(id.to_string()), &ev);
+            ps.events.push_back(ev);
             while ps.events.len() > EVENTS_KEPT {
                 ps.events.pop_front();
             }

@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod datadir;
 mod error;
+pub mod events;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub archive_watches: archive_watch::ArchiveWatches,
     /// The MediaStore data API (container pairs).
     pub mediastore: tandem_mediastore::MediaStore,
+    /// Every event raised, for live listeners (status page, webhooks).
+    pub events: events::EventBus,
 }
 
 impl AppState {
@@ -422,7 +425,8 @@ impl Server {
             &admin_token,
         );
         let auth = auth::Authenticator::new(cfg.nonce_lifetime, cfg.auth_schemes.clone());
-        let outputs = output::Outputs::new(cfg.output_cache_bytes);
+        let events = events::EventBus::default();
+        let outputs = output::Outputs::new(cfg.output_cache_bytes, events.clone());
         let keys = Arc::new(s3::KeyRing::new(&admin_token));
         let s3 = s3::TandemS3::new(store.clone(), keys.clone());
         // Objects published through the S3 and MediaStore APIs reach the
@@ -465,6 +469,7 @@ impl Server {
             s3,
             archive_watches: Default::default(),
             mediastore,
+            events,
         });
         let _ = owner.set(Arc::downgrade(&state));
         for spec in state.db.list_containers()? {

@@ -735,6 +735,8 @@ fn record(
         switch_delay_ms: None,
     };
     fill(&mut e);
+    out.bus
+        .publish(crate::events::Subject::Channel(out.id.to_string()), &e);
     let mut log = out
         .events
         .lock()

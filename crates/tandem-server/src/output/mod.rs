@@ -113,6 +113,8 @@ pub struct ChannelOutput {
     /// The pipeline most recently switched to (255: none yet).
     active: AtomicU8,
     last_advance: Mutex<[Option<SystemTime>; 2]>,
+    /// Where events go besides the log.
+    bus: crate::events::EventBus,
 }
 
 impl ChannelOutput {
@@ -222,14 +224,17 @@ pub struct Outputs {
     map: Mutex<HashMap<ChannelId, Running>>,
     /// Pinned segments in memory, shared by all channels.
     pub cache: Arc<cache::SegmentCache>,
+    bus: crate::events::EventBus,
 }
 
 impl Outputs {
     /// No channel yet; `cache_bytes` bounds the in-memory segments.
-    pub fn new(cache_bytes: u64) -> Self {
+    /// Their events also go to `bus`.
+    pub fn new(cache_bytes: u64, bus: crate::events::EventBus) -> Self {
         Self {
             map: Mutex::default(),
             cache: Arc::new(cache::SegmentCache::new(cache_bytes)),
+            bus,
         }
     }
 
@@ -254,6 +259,7 @@ impl Outputs {
             events: Mutex::default(),
             active: AtomicU8::new(u8::MAX),
             last_advance: Mutex::default(),
+            bus: self.bus.clone(),
         });
         let task = tokio::spawn(driver::run(driver::DriverParts {
             out: out.clone(),
