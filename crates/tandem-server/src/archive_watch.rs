@@ -24,6 +24,8 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(10);
 pub const GRACE: Duration = Duration::from_secs(30);
 /// Events kept per archive pair.
 const EVENTS_KEPT: usize = 1000;
+/// Indexes of the latest check kept per archive pair for the status page.
+const GRID_KEPT: usize = 720;
 
 /// An index found whole in neither bucket after its time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,6 +105,8 @@ struct PairState {
     /// (bucket, key) → (size, modified) of the checked bytes, and the verdict.
     checked: HashMap<(String, String), ((u64, SystemTime), FileFacts)>,
     events: VecDeque<ArchiveEvent>,
+    /// The newest indexes of the latest check.
+    grid: Vec<tandem_ts::IndexReport>,
 }
 
 /// The watch state of every archive pair.
@@ -123,6 +127,12 @@ impl ArchiveWatches {
     /// The events of one pair, oldest first.
     pub fn events(&self, id: &str) -> Vec<ArchiveEvent> {
         self.with(id, |p| p.events.iter().cloned().collect())
+    }
+
+    /// The newest indexes of the latest check, oldest first: each bucket's
+    /// verdict per index.
+    pub fn grid(&self, id: &str) -> Vec<tandem_ts::IndexReport> {
+        self.with(id, |p| p.grid.clone())
     }
 
     pub fn forget(&self, id: &str) {
@@ -219,6 +229,8 @@ pub async fn check_pair(st: &AppState, id: &ArchiveId, rollover: Option<Duration
     let now = st.clock.now();
     let raised = st.archive_watches.with(id.as_str(), |ps| {
         let raised = ps.watch.update(&report, newest, now, rollover, GRACE);
+        let skip = report.indexes.len().saturating_sub(GRID_KEPT);
+        ps.grid = report.indexes.iter().skip(skip).cloned().collect();
         for u in &raised {
             let ev = ArchiveEvent {
                 time: crate::util::rfc3339_millis(now),

@@ -6,12 +6,13 @@
 //! here, numbered server-wide, to whoever listens: the status page's live
 //! updates (`GET /api/v1/events/stream`) and the webhooks.
 //!
-//! A listener that falls behind by more than [`BACKLOG`] events loses the
-//! oldest ones (and is told how many); the bus never blocks the driver that
-//! raised the event.
+//! The last [`BACKLOG`] events are also kept, so that a listener that
+//! reconnects (an `EventSource` sends `Last-Event-ID`) misses nothing. A
+//! listener that falls behind by more than that loses the oldest ones (and
+//! is told how many); the bus never blocks the driver that raised the event.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -56,7 +57,13 @@ impl BusEvent {
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<BusEvent>>,
-    next: Arc<AtomicU64>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+#[derive(Debug)]
+struct Recent {
+    next: u64,
+    kept: VecDeque<Arc<BusEvent>>,
 }
 
 impl Default for EventBus {
@@ -64,7 +71,10 @@ impl Default for EventBus {
         let (tx, _) = broadcast::channel(BACKLOG);
         Self {
             tx,
-            next: Arc::new(AtomicU64::new(1)),
+            recent: Arc::new(Mutex::new(Recent {
+                next: 1,
+                kept: VecDeque::with_capacity(BACKLOG),
+            })),
         }
     }
 }
@@ -84,18 +94,47 @@ impl EventBus {
                 return;
             }
         };
-        let ev = BusEvent {
-            id: self.next.fetch_add(1, Ordering::Relaxed),
+        // Numbered, kept and sent under one lock, so ids go out in order
+        // and a subscriber sees each event either kept or sent, once.
+        let mut recent = self.lock();
+        let ev = Arc::new(BusEvent {
+            id: recent.next,
             subject,
             body,
-        };
+        });
+        recent.next += 1;
+        if recent.kept.len() >= BACKLOG {
+            recent.kept.pop_front();
+        }
+        recent.kept.push_back(ev.clone());
         // No listener is not an error.
-        let _ = self.tx.send(Arc::new(ev));
+        let _ = self.tx.send(ev);
     }
 
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<BusEvent>> {
         self.tx.subscribe()
+    }
+
+    /// The kept events after `last_id`, and the events from then on.
+    pub fn subscribe_after(
+        &self,
+        last_id: u64,
+    ) -> (Vec<Arc<BusEvent>>, broadcast::Receiver<Arc<BusEvent>>) {
+        let recent = self.lock();
+        let missed = recent
+            .kept
+            .iter()
+            .filter(|e| e.id > last_id)
+            .cloned()
+            .collect();
+        (missed, self.tx.subscribe())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -131,5 +170,21 @@ mod tests {
         assert_eq!(second.id, 2);
         assert_eq!(second.subject, Subject::Archive("a1".into()));
         assert_eq!(second.kind(), "input_lost");
+        let (missed, _) = bus.subscribe_after(1);
+        assert_eq!(missed.iter().map(|e| e.id).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn only_the_backlog_is_kept() {
+        let bus = EventBus::default();
+        for _ in 0..BACKLOG + 5 {
+            bus.publish(
+                Subject::Channel("c".into()),
+                &serde_json::json!({"kind": "x"}),
+            );
+        }
+        let (missed, _) = bus.subscribe_after(0);
+        assert_eq!(missed.len(), BACKLOG);
+        assert_eq!(missed.first().map(|e| e.id), Some(6));
     }
 }

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod notice;
 pub mod output;
 pub mod registry;
+pub mod ui;
 /// The S3 listener's operations (its own crate), re-exported for callers.
 pub use tandem_s3 as s3;
 pub mod serve;
@@ -326,7 +327,7 @@ async fn metrics_route(State(st): State<Arc<AppState>>) -> impl IntoResponse {
 async fn not_found() -> impl IntoResponse {
     (
         http::StatusCode::NOT_FOUND,
-        "not found: ingest is under /in/, the API under /api/v1/, metrics at /metrics\n",
+        "not found: ingest is under /in/, the output under /out/, the API under /api/v1/, metrics at /metrics, the status page at /\n",
     )
 }
 
@@ -340,6 +341,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get(metrics_route))
         .merge(api::router())
+        .merge(ui::router())
         .fallback(not_found)
         .with_state(state)
 }

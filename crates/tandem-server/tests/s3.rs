@@ -602,6 +602,7 @@ async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
     }
     let id = ArchiveId::parse("news").unwrap();
     let state = &s3.srv.state;
+    let mut bus = state.events.subscribe();
     tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
     tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
     let events = state.archive_watches.events("news");
@@ -620,6 +621,30 @@ async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
         raised,
         [(2, "missing".to_owned(), "index_uncovered".to_owned())]
     );
+    // The same event went to live listeners, and the status grid shows
+    // each bucket's verdict per index.
+    let live = bus.try_recv().unwrap();
+    assert_eq!(
+        serde_json::to_value(&*live).unwrap()["archive"],
+        serde_json::json!("news")
+    );
+    assert_eq!(live.kind(), "index_uncovered");
+    let status = tandem_server::api::status::status(state).unwrap();
+    let grid: Vec<(u64, &str, &str)> = status.archives[0]
+        .indexes
+        .iter()
+        .map(|i| (i.index, i.primary.as_str(), i.backup.as_str()))
+        .collect();
+    assert_eq!(
+        grid,
+        [
+            (0, "whole", "whole"),
+            (1, "whole", "whole"),
+            (2, "missing", "missing"),
+            (3, "whole", "whole")
+        ]
+    );
+    assert_eq!(status.archives[0].uncovered, 1);
     let token = state.admin_token.clone();
     let api = s3
         .srv

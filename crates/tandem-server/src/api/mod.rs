@@ -7,11 +7,14 @@
 //! - `DELETE /api/v1/channels/{id}`: removes the channel and its objects.
 //! - `GET /api/v1/channels/{id}/events`: input state changes, switches,
 //!   filled and missing segments, newest last.
+//! - [`status`]: `GET /api/v1/status`, everything at a glance, and
+//!   `GET /api/v1/events/stream`, every event as it happens (SSE).
 //! - [`archives`]: `/api/v1/archives`, archive pairs of S3 buckets.
 //! - [`containers`]: `/api/v1/containers`, MediaStore-style container pairs.
 
 pub mod archives;
 pub mod containers;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -198,7 +201,13 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+/// The admin token as a bearer token, or the status page's session cookie.
 fn admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if crate::ui::session::from_headers(headers)
+        .is_some_and(|v| crate::ui::session::valid(&st.admin_token, v, st.clock.now()))
+    {
+        return Ok(());
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -343,6 +352,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/channels", get(list).post(create))
         .route("/api/v1/channels/{id}", get(show).delete(remove))
         .route("/api/v1/channels/{id}/events", get(events))
+        .route("/api/v1/status", get(status::get_status))
+        .route("/api/v1/events/stream", get(status::stream_events))
         .route(
             "/api/v1/archives",
             get(archives::list).post(archives::create),

@@ -283,7 +283,7 @@ impl Driver {
                 .last_advance
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            la[p.index()] = Some(SystemTime::now());
+            la[p.index()] = Some(self.clock.now());
         }
         // Segments a pipeline stored before its first playlist reached this
         // rendition sent notices nobody matched: look them up once. Later
@@ -735,6 +735,10 @@ fn record(
         switch_delay_ms: None,
     };
     fill(&mut e);
+    out.timeline
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .note(time, &e);
     out.bus
         .publish(crate::events::Subject::Channel(out.id.to_string()), &e);
     let mut log = out

@@ -26,6 +26,7 @@
 
 pub mod cache;
 pub mod driver;
+pub mod timeline;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -115,6 +116,8 @@ pub struct ChannelOutput {
     last_advance: Mutex<[Option<SystemTime>; 2]>,
     /// Where events go besides the log.
     bus: crate::events::EventBus,
+    /// Which pipeline served when, for the status page.
+    timeline: Mutex<timeline::Timeline>,
 }
 
 impl ChannelOutput {
@@ -125,6 +128,46 @@ impl ChannelOutput {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// The last hour of the output, per rendition.
+    pub fn timeline(&self, now: SystemTime) -> timeline::TimelineView {
+        self.timeline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .view(now)
+    }
+
+    /// Each input's state as the merge engine judges it, over all
+    /// renditions; `None` before it has judged.
+    pub fn engine_inputs(&self) -> Option<[InputState; 2]> {
+        self.timeline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .inputs()
+    }
+
+    /// The playlist a player should open, relative to the channel's output:
+    /// a multivariant playlist if the output has one, else a media playlist.
+    pub fn main_playlist(&self) -> Option<String> {
+        let lists = self
+            .playlists
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut paths: Vec<(bool, String)> = lists
+            .iter()
+            .map(|(p, r)| {
+                let media = !r.text.windows(18).any(|w| w == b"#EXT-X-STREAM-INF:");
+                (media, p.to_url_path())
+            })
+            .collect();
+        paths.sort();
+        paths.into_iter().next().map(|(_, p)| p)
+    }
+
+    /// The pipeline most recently switched to.
+    pub fn active_pipeline(&self) -> Option<Pipeline> {
+        self.active()
     }
 
     pub fn last_advance(&self) -> [Option<SystemTime>; 2] {
@@ -260,6 +303,7 @@ impl Outputs {
             active: AtomicU8::new(u8::MAX),
             last_advance: Mutex::default(),
             bus: self.bus.clone(),
+            timeline: Mutex::default(),
         });
         let task = tokio::spawn(driver::run(driver::DriverParts {
             out: out.clone(),
