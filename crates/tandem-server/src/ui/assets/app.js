@@ -7,7 +7,8 @@ const app = document.getElementById("app");
 const liveBadge = document.getElementById("live");
 const clockEl = document.getElementById("clock");
 const HOUR = 3600 * 1000;
-const state = { status: null, skew: 0, events: {}, player: null, playing: null };
+const SPANS = [[60, "1 h"], [10, "10 min"], [2, "2 min"]];
+const state = { status: null, skew: 0, events: {}, player: null, playing: null, span: 60 };
 
 // Elements from data, never from HTML strings.
 function h(tag, attrs, ...children) {
@@ -88,45 +89,56 @@ function timeline(ch) {
   const svg = h("svg", { class: "timeline", viewBox: `0 0 ${W} ${H}`, "data-channel": ch.id, role: "img",
     "aria-label": `${ch.id}: which pipeline served the output in the last hour` });
   if (!tl || rows.length === 0) {
-    svg.append(h("rect", { x: 0, y: TOP, width: W, height: ROW, fill: "var(--none)" }));
+    svg.append(h("rect", { class: "s-none", x: 0, y: TOP, width: W, height: ROW }));
     svg.append(h("text", { x: 6, y: TOP + 12 }, "no output yet"));
     return svg;
   }
-  const t0 = Date.parse(tl.from), t1 = Date.parse(tl.to);
+  const t1 = Date.parse(tl.to), t0 = Math.max(Date.parse(tl.from), t1 - state.span * 60000);
   const x = t => Math.max(0, Math.min(W, ((Date.parse(t) - t0) / (t1 - t0)) * W));
   rows.forEach((r, n) => {
     const y = TOP + n * (ROW + 4);
     const g = h("g", { "data-rendition": r.rendition });
     for (const s of r.stretches) {
-      const fill = s.ended ? "var(--ended)" : s.pipeline === 0 ? "var(--p0)" : s.pipeline === 1 ? "var(--p1)" : "var(--none)";
-      g.append(h("rect", { class: "stretch", x: x(s.from), y, width: Math.max(0.5, x(s.to) - x(s.from)), height: ROW, fill,
+      const kind = s.ended ? "s-ended" : s.pipeline === 0 ? "s-p0" : s.pipeline === 1 ? "s-p1" : "s-none";
+      g.append(h("rect", { class: `stretch ${kind}`, x: x(s.from), y, width: Math.max(0.5, x(s.to) - x(s.from)), height: ROW,
         "data-pipeline": s.pipeline === null ? "" : s.pipeline },
         h("title", {}, `${s.ended ? "ended" : s.pipeline === null ? "no output" : "pipeline " + s.pipeline}: ${s.from} – ${s.to}`)));
     }
     for (const sw of r.switches) {
       g.append(h("line", { class: "switch", x1: x(sw.time), x2: x(sw.time), y1: y - 2, y2: y + ROW + 2,
-        stroke: "#000", "stroke-width": 2, "data-time": sw.time, "data-to": sw.to, "data-reason": sw.reason },
+        "data-time": sw.time, "data-to": sw.to, "data-reason": sw.reason },
         h("title", {}, `switch to pipeline ${sw.to} (${sw.reason})${sw.discontinuity ? ", discontinuity" : ""} at ${sw.time}`)));
     }
     for (const gap of r.gaps) {
-      g.append(h("line", { class: "gap", x1: x(gap), x2: x(gap), y1: y, y2: y + ROW, stroke: "var(--lost)", "stroke-width": 3 },
+      g.append(h("line", { class: "gap", x1: x(gap), x2: x(gap), y1: y, y2: y + ROW },
         h("title", {}, `segment missing from both pipelines at ${gap}`)));
     }
-    if (rows.length > 1) g.append(h("text", { x: 4, y: y + 12, fill: "#fff" }, r.rendition));
+    if (rows.length > 1) g.append(h("text", { class: "rendition", x: 4, y: y + 12 }, r.rendition));
     svg.append(g);
   });
   const ay = H - 3;
-  svg.append(h("text", { x: 0, y: ay }, "−60 min"));
-  svg.append(h("text", { x: W / 2 - 20, y: ay }, "−30 min"));
+  svg.append(h("text", { x: 0, y: ay }, `−${state.span} min`));
+  svg.append(h("text", { x: W / 2 - 20, y: ay }, `−${state.span / 2} min`));
   svg.append(h("text", { x: W - 24, y: ay }, "now"));
   return svg;
 }
 
 function legend() {
-  const item = (c, t) => h("span", {}, h("i", { style: `background:${c}` }), t);
-  return h("div", { class: "legend" }, item("var(--p0)", "pipeline 0"), item("var(--p1)", "pipeline 1"),
-    item("var(--ended)", "ended"), item("var(--none)", "no output"), item("var(--lost)", "gap"), item("#000", "switch"));
+  const item = (c, t) => h("span", {}, h("i", { class: `sw ${c}` }), t);
+  const spans = SPANS.map(([m, label]) => h("button", { type: "button", class: "span", "data-span": m,
+    "aria-pressed": state.span === m ? "true" : "false" }, label));
+  return h("div", { class: "legend" }, item("s-p0", "pipeline 0"), item("s-p1", "pipeline 1"),
+    item("s-ended", "ended"), item("s-none", "no output"), item("s-gap", "gap"), item("s-switch", "switch"),
+    h("span", { class: "spans" }, spans));
 }
+
+// The timeline's span buttons (one listener for every card).
+app.addEventListener("click", ev => {
+  const b = ev.target.closest("button.span");
+  if (!b) return;
+  state.span = Number(b.dataset.span);
+  render();
+});
 
 function channelCard(ch, linked) {
   return h("section", { class: "card channel", "data-channel": ch.id },
