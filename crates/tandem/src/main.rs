@@ -36,6 +36,9 @@ enum Command {
     Archive(cmd::archive::ArchiveArgs),
     /// MediaStore-style container pairs: create, list, show, delete.
     Container(cmd::container::ContainerArgs),
+    /// Every channel's inputs, output and last hour, and every archive
+    /// pair's coverage, from a running server.
+    Status(cmd::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(cli.data, cli.config, args),
         Command::Channel(args) => cmd::channel::run(cli.data, cli.config, args),
         Command::Container(args) => cmd::container::run(cli.data, cli.config, args),
+        Command::Status(args) => cmd::status::run(cli.data, cli.config, args),
         Command::Archive(args) => match cmd::archive::run(cli.data, cli.config, args) {
             Ok(0) => Ok(()),
             Ok(_) => return ExitCode::from(1),

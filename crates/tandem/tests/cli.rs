@@ -339,3 +339,73 @@ fn after_a_restart_an_archive_pairs_keys_still_write_and_read_its_buckets() {
     assert_eq!(s3_call(&t.s3, &k0, "PUT", "/keep-1/rec/x.ts", b"x").0, 403);
     assert_eq!(s3_call(&t.s3, &k1, "PUT", "/keep-1/rec/x.ts", b"x").0, 200);
 }
+
+#[test]
+fn status_shows_what_the_running_server_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No server: a clear refusal.
+    let (ok, _, err) = cli(&data, &["status"]);
+    assert!(!ok);
+    assert!(err.contains("no server is running"), "{err}");
+
+    let t = Tandem::start(&data, &[]);
+    // Pipeline 0 publishes a segment and its playlist; the output starts on it.
+    let seg = b"segment";
+    let pl = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\nchannel0.ts\n";
+    let (s, _) = t.request("PUT", "/in/demo/0/live/channel0.ts", Some(&t.demo[0]), seg);
+    assert_eq!(s / 100, 2);
+    let (s, _) = t.request(
+        "PUT",
+        "/in/demo/0/live/channel.m3u8",
+        Some(&t.demo[0]),
+        pl.as_bytes(),
+    );
+    assert_eq!(s / 100, 2);
+    let mut screen = String::new();
+    for _ in 0..100 {
+        let (ok, out, err) = cli(&data, &["status"]);
+        assert!(ok, "{err}");
+        screen = out;
+        if screen.contains("pipeline 0") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let demo = screen
+        .lines()
+        .find(|l| l.starts_with("demo "))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(demo.contains("receiving"), "{demo}");
+    assert!(demo.contains("idle"), "{demo}");
+    assert!(demo.contains("pipeline 0"), "{demo}");
+    assert!(demo.contains("(started)"), "{demo}");
+    assert!(screen.contains("live/channel.m3u8"), "{screen}");
+    assert!(!screen.contains('\x1b'), "no colours when not a terminal");
+
+    // The same facts as JSON, through --server and --token.
+    let (ok, out, err) = cli(
+        &data,
+        &[
+            "status",
+            "--json",
+            "--server",
+            &t.base,
+            "--token",
+            &t.token(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let ch = v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "demo")
+        .unwrap();
+    assert_eq!(ch["active_pipeline"], 0);
+    assert_eq!(ch["inputs"][0]["state"], "receiving");
+    let (ok, _, err) = cli(&data, &["status", "--server", &t.base, "--token", "wrong"]);
+    assert!(!ok);
+    assert!(err.contains("HTTP 401"), "{err}");
+}

@@ -81,10 +81,13 @@ impl Rendition {
 }
 
 /// One stretch of output from one pipeline (`null`: unknown or ended).
+/// `start` and `end` are seconds from the timeline's `from`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Stretch {
     pub from: String,
     pub to: String,
+    pub start: f64,
+    pub end: f64,
     pub pipeline: Option<usize>,
     /// The output had ended (both pipelines' playlists ended).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -95,9 +98,19 @@ pub struct Stretch {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SwitchMark {
     pub time: String,
+    /// Seconds from the timeline's `from`.
+    pub at: f64,
     pub to: usize,
     pub reason: String,
     pub discontinuity: bool,
+}
+
+/// A gap on the timeline.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GapMark {
+    pub time: String,
+    /// Seconds from the timeline's `from`.
+    pub at: f64,
 }
 
 /// One rendition's last hour.
@@ -107,7 +120,7 @@ pub struct RenditionView {
     pub stretches: Vec<Stretch>,
     pub switches: Vec<SwitchMark>,
     /// Positions neither pipeline delivered whole.
-    pub gaps: Vec<String>,
+    pub gaps: Vec<GapMark>,
 }
 
 /// A channel's timeline as the status API serves it.
@@ -190,20 +203,24 @@ impl Timeline {
                         discontinuity,
                     } => switches.push(SwitchMark {
                         time: rfc3339_millis(m.at),
+                        at: secs(start, at),
                         to: *to,
                         reason: reason.clone(),
                         discontinuity: *discontinuity,
                     }),
-                    What::Gap => gaps.push(rfc3339_millis(m.at)),
+                    What::Gap => gaps.push(GapMark {
+                        time: rfc3339_millis(m.at),
+                        at: secs(start, at),
+                    }),
                     What::Ended | What::Resumed => {}
                 }
                 if next != serving {
-                    push_stretch(&mut stretches, since, at, serving);
+                    push_stretch(&mut stretches, start, since, at, serving);
                     serving = next;
                     since = at;
                 }
             }
-            push_stretch(&mut stretches, since, now, serving);
+            push_stretch(&mut stretches, start, since, now, serving);
             renditions.push(RenditionView {
                 rendition: name.clone(),
                 stretches,
@@ -228,13 +245,25 @@ fn worst(a: InputState, b: InputState) -> InputState {
     }
 }
 
-fn push_stretch(out: &mut Vec<Stretch>, from: SystemTime, to: SystemTime, s: Serving) {
+fn secs(start: SystemTime, t: SystemTime) -> f64 {
+    t.duration_since(start).unwrap_or_default().as_secs_f64()
+}
+
+fn push_stretch(
+    out: &mut Vec<Stretch>,
+    start: SystemTime,
+    from: SystemTime,
+    to: SystemTime,
+    s: Serving,
+) {
     if to <= from {
         return;
     }
     out.push(Stretch {
         from: rfc3339_millis(from),
         to: rfc3339_millis(to),
+        start: secs(start, from),
+        end: secs(start, to),
         pipeline: match s {
             Serving::Pipeline(p) => Some(p),
             Serving::Unknown | Serving::Ended(_) => None,
@@ -300,7 +329,9 @@ mod tests {
         assert_eq!(r.stretches[3].to, rfc3339_millis(t(400)));
         assert_eq!(r.switches.len(), 2);
         assert_eq!(r.switches[1].reason, "stalled");
-        assert_eq!(r.gaps, [rfc3339_millis(t(250))]);
+        assert_eq!(r.gaps[0].time, rfc3339_millis(t(250)));
+        assert_eq!(r.gaps[0].at, 3600.0 - 150.0);
+        assert_eq!((r.stretches[1].start, r.stretches[1].end), (3300.0, 3403.0));
     }
 
     #[test]

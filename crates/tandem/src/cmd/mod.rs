@@ -5,6 +5,7 @@ pub mod channel;
 pub mod container;
 pub mod control;
 pub mod serve;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -110,8 +110,8 @@ function timeline(ch) {
         h("title", {}, `switch to pipeline ${sw.to} (${sw.reason})${sw.discontinuity ? ", discontinuity" : ""} at ${sw.time}`)));
     }
     for (const gap of r.gaps) {
-      g.append(h("line", { class: "gap", x1: x(gap), x2: x(gap), y1: y, y2: y + ROW },
-        h("title", {}, `segment missing from both pipelines at ${gap}`)));
+      g.append(h("line", { class: "gap", x1: x(gap.time), x2: x(gap.time), y1: y, y2: y + ROW },
+        h("title", {}, `segment missing from both pipelines at ${gap.time}`)));
     }
     if (rows.length > 1) g.append(h("text", { class: "rendition", x: 4, y: y + 12 }, r.rendition));
     svg.append(g);
