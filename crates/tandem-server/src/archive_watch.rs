@@ -1,7 +1,8 @@
-//! Archive pairs watched while the server runs: every file that lands in
-//! either bucket is checked once, and an index that neither bucket holds
-//! whole once its time has passed raises an event (in the log, in
-//! `GET /api/v1/archives/{id}/events`) and counts in
+//! Archive pairs watched while the server runs: every
+//! `archive_check_every` (a setting), each new file in either bucket is
+//! checked once, and an index that neither bucket holds whole once its time
+//! plus `archive_grace` has passed raises an event (in the log, in
+//! `GET /api/v1/archives/{id}/events`, on the event bus) and counts in
 //! `tandem_archive_indexes_uncovered_total`.
 //!
 //! [`Watch`] decides, from a verification report, the newest file's time
@@ -18,10 +19,6 @@ use tandem_ts::{Coverage, FileFacts, FileState, ListedFile, NamePattern, Report,
 
 use crate::AppState;
 
-/// How often the buckets are looked at.
-pub const CHECK_EVERY: Duration = Duration::from_secs(10);
-/// How long after its rollover interval an index may still arrive.
-pub const GRACE: Duration = Duration::from_secs(30);
 /// Events kept per archive pair.
 const EVENTS_KEPT: usize = 1000;
 /// Indexes of the latest check kept per archive pair for the status page.
@@ -143,12 +140,14 @@ impl ArchiveWatches {
     }
 }
 
-/// Checks every archive pair the server hosts, every [`CHECK_EVERY`].
+/// Checks every archive pair the server hosts at start, then every
+/// `archive_check_every` (a pass that takes longer delays the next).
 pub async fn run(st: Arc<AppState>) {
-    let mut tick = tokio::time::interval(CHECK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = st.cfg.archive_check_every;
+    let mut next = st.clock.instant();
     loop {
-        tick.tick().await;
+        st.clock.sleep_until(next).await;
+        next = st.clock.instant() + every;
         let specs = match st.db.list_archives() {
             Ok(s) => s,
             Err(e) => {
@@ -228,7 +227,9 @@ pub async fn check_pair(st: &AppState, id: &ArchiveId, rollover: Option<Duration
     };
     let now = st.clock.now();
     let raised = st.archive_watches.with(id.as_str(), |ps| {
-        let raised = ps.watch.update(&report, newest, now, rollover, GRACE);
+        let raised = ps
+            .watch
+            .update(&report, newest, now, rollover, st.cfg.archive_grace);
         let skip = report.indexes.len().saturating_sub(GRID_KEPT);
         ps.grid = report.indexes.iter().skip(skip).cloned().collect();
         for u in &raised {

@@ -41,9 +41,29 @@ pub const DEFAULT_OUTPUT_CACHE: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:9000";
 /// The MediaStore-style listener's default address.
 pub const DEFAULT_MEDIASTORE_LISTEN: &str = "127.0.0.1:9010";
+/// The archive watch looks at every pair's buckets this often: a file
+/// rolls over every few seconds to minutes, and each look lists both
+/// buckets.
+pub const DEFAULT_ARCHIVE_CHECK_EVERY: Duration = Duration::from_secs(10);
+/// An archive index may still arrive this long after its rollover interval
+/// ended (an upload of a large file over a slow link) before it is raised.
+pub const DEFAULT_ARCHIVE_GRACE: Duration = Duration::from_secs(30);
 /// In-flight uploads get this long to finish on shutdown; after it they
 /// are discarded (never half-published).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The longest archive watch interval: an hour.
+pub const MAX_ARCHIVE_CHECK_EVERY: Duration = Duration::from_secs(3600);
+/// The longest archive grace: a day.
+pub const MAX_ARCHIVE_GRACE: Duration = Duration::from_secs(86_400);
+
+/// A setting outside what the server can run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct SettingError {
+    pub setting: &'static str,
+    pub message: String,
+}
 
 /// PEM files for HTTPS on the main listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +103,12 @@ pub struct ServerConfig {
     /// The MediaStore-style listener's address; `None` runs none. It signs
     /// for the S3 listener's region.
     pub mediastore_listen: Option<SocketAddr>,
+    /// Where events are POSTed.
+    pub webhooks: Vec<crate::webhooks::WebhookSettings>,
+    /// How often the archive watch checks the pairs.
+    pub archive_check_every: Duration,
+    /// How late an archive index may arrive before it is raised.
+    pub archive_grace: Duration,
 }
 
 impl ServerConfig {
@@ -106,7 +132,37 @@ impl ServerConfig {
             s3_listen: DEFAULT_S3_LISTEN.parse().ok(),
             s3: Default::default(),
             mediastore_listen: DEFAULT_MEDIASTORE_LISTEN.parse().ok(),
+            webhooks: Vec::new(),
+            archive_check_every: DEFAULT_ARCHIVE_CHECK_EVERY,
+            archive_grace: DEFAULT_ARCHIVE_GRACE,
         }
+    }
+
+    /// Refuses settings the server cannot run with (the webhooks are
+    /// checked by [`crate::webhooks::check_all`]).
+    pub fn check(&self) -> Result<(), SettingError> {
+        let every = self.archive_check_every;
+        if every < Duration::from_secs(1) || every > MAX_ARCHIVE_CHECK_EVERY {
+            return Err(SettingError {
+                setting: "archive_check_every_secs (--archive-check-every)",
+                message: format!(
+                    "{} s is outside 1 to {} s",
+                    every.as_secs_f64(),
+                    MAX_ARCHIVE_CHECK_EVERY.as_secs()
+                ),
+            });
+        }
+        if self.archive_grace > MAX_ARCHIVE_GRACE {
+            return Err(SettingError {
+                setting: "archive_grace_secs (--archive-grace)",
+                message: format!(
+                    "{} s is more than {} s (a day); is it in seconds?",
+                    self.archive_grace.as_secs(),
+                    MAX_ARCHIVE_GRACE.as_secs()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The MediaStore listener's base URL, when it runs; a container's
@@ -166,6 +222,13 @@ impl ServerConfig {
 /// s3_domains = ["s3.example.com"] # {bucket}.s3.example.com is virtual-host style
 /// mediastore_listen = "127.0.0.1:9010" # or "off"
 /// cors_origins = ["https://player.example.com"] # or ["*"]
+/// archive_check_every_secs = 10  # how often hosted archive pairs are checked
+/// archive_grace_secs = 30        # how late an archive index may arrive
+///
+/// [[webhooks]]                   # any number; see crate::webhooks::WebhookSettings
+/// url = "https://alerts.example.com/tandem"
+/// kinds = ["input_lost", "input_restored", "switch"]
+/// bearer_token = "…"
 /// ```
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +251,9 @@ pub struct FileConfig {
     pub s3_domains: Option<Vec<String>>,
     pub mediastore_listen: Option<String>,
     pub cors_origins: Option<Vec<String>>,
+    pub archive_check_every_secs: Option<u64>,
+    pub archive_grace_secs: Option<u64>,
+    pub webhooks: Option<Vec<crate::webhooks::WebhookSettings>>,
 }
 
 /// Why a configuration file was refused.
@@ -280,6 +346,15 @@ impl FileConfig {
         if let Some(v) = &self.cors_origins {
             cfg.cors_origins = v.clone();
         }
+        if let Some(v) = self.archive_check_every_secs {
+            cfg.archive_check_every = secs(v);
+        }
+        if let Some(v) = self.archive_grace_secs {
+            cfg.archive_grace = secs(v);
+        }
+        if let Some(v) = &self.webhooks {
+            cfg.webhooks = v.clone();
+        }
     }
 }
 
@@ -309,6 +384,22 @@ s3_region = "eu-west-3"
 s3_domains = ["s3.example.com", "localhost"]
 mediastore_listen = "off"
 cors_origins = ["https://player.example.com"]
+archive_check_every_secs = 5
+archive_grace_secs = 45
+
+[[webhooks]]
+url = "https://alerts.example.com/tandem"
+kinds = ["input_lost", "switch"]
+bearer_token = "t0ken"
+secret = "s3cret"
+queue = 50
+attempts = 3
+timeout_ms = 2000
+backoff_initial_ms = 250
+backoff_max_ms = 8000
+
+[[webhooks]]
+url = "http://127.0.0.1:9999/hook"
 "#;
         let f: FileConfig = toml::from_str(text).unwrap();
         // A struct literal with no `..`: a key added to FileConfig does not
@@ -334,6 +425,23 @@ cors_origins = ["https://player.example.com"]
                 s3_domains: Some(vec!["s3.example.com".into(), "localhost".into()]),
                 mediastore_listen: Some("off".into()),
                 cors_origins: Some(vec!["https://player.example.com".into()]),
+                archive_check_every_secs: Some(5),
+                archive_grace_secs: Some(45),
+                webhooks: Some(vec![
+                    crate::webhooks::WebhookSettings {
+                        url: "https://alerts.example.com/tandem".into(),
+                        name: None,
+                        kinds: Some(vec!["input_lost".into(), "switch".into()]),
+                        bearer_token: Some(crate::webhooks::Secret("t0ken".into())),
+                        secret: Some(crate::webhooks::Secret("s3cret".into())),
+                        queue: Some(50),
+                        attempts: Some(3),
+                        timeout_ms: Some(2000),
+                        backoff_initial_ms: Some(250),
+                        backoff_max_ms: Some(8000),
+                    },
+                    crate::webhooks::WebhookSettings::url("http://127.0.0.1:9999/hook"),
+                ]),
             }
         );
         let mut with_cors = ServerConfig::new(DEFAULT_LISTEN.parse().unwrap(), "d".into());
@@ -366,6 +474,10 @@ cors_origins = ["https://player.example.com"]
         assert_eq!(cfg.output_cache_bytes, 1024);
         assert_eq!(cfg.s3.region, "eu-west-3");
         assert_eq!(cfg.s3.domains, ["s3.example.com", "localhost"]);
+        assert_eq!(cfg.archive_check_every, Duration::from_secs(5));
+        assert_eq!(cfg.archive_grace, Duration::from_secs(45));
+        assert_eq!(cfg.webhooks.len(), 2);
+        assert_eq!(cfg.check(), Ok(()));
         assert_eq!(parse_s3_listen("off"), Ok(None));
         assert_eq!(
             parse_s3_listen("127.0.0.1:9001"),
@@ -379,9 +491,34 @@ cors_origins = ["https://player.example.com"]
         assert_eq!(untouched.max_body_bytes, DEFAULT_MAX_BODY);
         assert_eq!(untouched.output_grace, DEFAULT_OUTPUT_GRACE);
         assert_eq!(untouched.s3.region, "us-east-1");
+        assert_eq!(untouched.archive_check_every, DEFAULT_ARCHIVE_CHECK_EVERY);
+        assert_eq!(untouched.archive_grace, DEFAULT_ARCHIVE_GRACE);
+        assert!(untouched.webhooks.is_empty());
         // Unknown keys and unknown auth schemes are refused.
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
         assert!(toml::from_str::<FileConfig>("auth_schemes = [\"ntlm\"]").is_err());
+    }
+
+    #[test]
+    fn archive_watch_settings_out_of_range_are_refused() {
+        let mut cfg = ServerConfig::new(DEFAULT_LISTEN.parse().unwrap(), "d".into());
+        cfg.archive_check_every = Duration::ZERO;
+        assert_eq!(
+            cfg.check().unwrap_err().to_string(),
+            "archive_check_every_secs (--archive-check-every): 0 s is outside 1 to 3600 s"
+        );
+        cfg.archive_check_every = Duration::from_secs(3600);
+        cfg.archive_grace = Duration::from_secs(86_401);
+        assert_eq!(
+            cfg.check().unwrap_err().to_string(),
+            "archive_grace_secs (--archive-grace): 86401 s is more than 86400 s (a day); is it in seconds?"
+        );
+        cfg.archive_grace = Duration::ZERO;
+        assert_eq!(cfg.check(), Ok(()));
+        // An unknown key inside a webhook table is refused too.
+        assert!(
+            toml::from_str::<FileConfig>("[[webhooks]]\nurl = \"http://x/\"\nretries = 3").is_err()
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`api`]: `/api/v1/…`, channels and archive pairs.
 //! - [`s3`]: the S3 listener for archive pairs.
 //! - [`archive_watch`]: archive pairs checked as files arrive.
+//! - [`events`]: every event raised, as one stream.
+//! - [`webhooks`]: events POSTed to receivers, with retries.
 //! - [`registry`]: the channel database and live channels.
 //! - [`serve`]: serving a stored object (Range, conditional requests).
 //! - [`notice`]: what ingest tells the output; below both.
@@ -36,6 +38,7 @@ pub mod ui;
 pub use tandem_s3 as s3;
 pub mod serve;
 mod util;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,6 +81,10 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("TLS file {path}: {message}")]
     Tls { path: PathBuf, message: String },
+    #[error(transparent)]
+    Setting(#[from] config::SettingError),
+    #[error(transparent)]
+    Webhook(#[from] webhooks::WebhookError),
 }
 
 /// Everything a request handler needs.
@@ -103,6 +110,8 @@ pub struct AppState {
     pub mediastore: tandem_mediastore::MediaStore,
     /// Every event raised, for live listeners (status page, webhooks).
     pub events: events::EventBus,
+    /// Where events are POSTed.
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl AppState {
@@ -401,6 +410,7 @@ impl Server {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServerError> {
+        cfg.check()?;
         let data = DataDir::new(cfg.data_dir.clone());
         data.create()?;
         // Install the recorder before the first request counts anything.
@@ -428,6 +438,8 @@ impl Server {
         );
         let auth = auth::Authenticator::new(cfg.nonce_lifetime, cfg.auth_schemes.clone());
         let events = events::EventBus::default();
+        // Listening before any output starts: no event goes unsent.
+        let webhooks = webhooks::Webhooks::new(&cfg.webhooks, &events)?;
         let outputs = output::Outputs::new(cfg.output_cache_bytes, events.clone());
         let keys = Arc::new(s3::KeyRing::new(&admin_token));
         let s3 = s3::TandemS3::new(store.clone(), keys.clone());
@@ -472,6 +484,7 @@ impl Server {
             archive_watches: Default::default(),
             mediastore,
             events,
+            webhooks,
         });
         let _ = owner.set(Arc::downgrade(&state));
         for spec in state.db.list_containers()? {
@@ -582,6 +595,11 @@ impl Server {
             }
         };
         let watch = tokio::spawn(archive_watch::run(self.state.clone()));
+        let (hooks_stop, hooks_stopped) = tokio::sync::watch::channel(false);
+        let hooks = {
+            let st = self.state.clone();
+            tokio::spawn(async move { st.webhooks.run(st.clock.clone(), hooks_stopped).await })
+        };
         let signal = async {
             shutdown.await;
             watch.abort();
@@ -592,6 +610,14 @@ impl Server {
         let _ = watch.await;
         // Ingest has drained: each output saves its last step and stops.
         self.state.outputs.shutdown().await;
+        // The last events go out to receivers that answer, for a while.
+        let _ = hooks_stop.send(true);
+        let limit = webhooks::drain_limit(grace);
+        let abort = hooks.abort_handle();
+        if tokio::time::timeout(limit, hooks).await.is_err() {
+            abort.abort();
+            tracing::warn!("webhooks still had events to send after {limit:?}; they are lost");
+        }
         self.data.remove_server_file();
         Ok(())
     }

@@ -125,11 +125,24 @@ impl S3 {
     /// A server with the archive pair `id` (tests that read process-wide
     /// metrics use an id of their own).
     async fn start_for(id: &str) -> Self {
-        let srv = TestServer::start(|_| {}).await;
+        Self::with_server(TestServer::start(|_| {}).await, id, 10).await
+    }
+
+    /// A server on a manual clock with the pair `id`, whose files roll
+    /// over every `rollover` seconds.
+    async fn start_clocked(
+        id: &str,
+        rollover: u64,
+        tweak: impl FnOnce(&mut tandem_server::ServerConfig),
+    ) -> Self {
+        Self::with_server(TestServer::start_clocked(tweak).await, id, rollover).await
+    }
+
+    async fn with_server(srv: TestServer, id: &str, rollover: u64) -> Self {
         let id = ArchiveId::parse(id).unwrap();
         let spec = srv
             .state
-            .create_archive(&id, SystemTime::now(), Some(10))
+            .create_archive(&id, SystemTime::now(), Some(rollover))
             .await
             .unwrap();
         let k = spec.keys(Pipeline::P0);
@@ -725,4 +738,107 @@ async fn the_archive_indexes_gauge_counts_the_indexes_the_watch_saw() {
     tandem_server::archive_watch::check_pair(state, &id, Some(Duration::from_secs(2))).await;
     let text = support::scrape(&s3.srv).await;
     assert_eq!(support::metric_value(&text, series), Some(3.0), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_watch_runs_at_its_set_interval_and_grace_and_its_events_reach_webhooks() {
+    let rx = support::receiver::Receiver::start();
+    let url = rx.url("/archive-alerts");
+    // Every 5 s (default 10), an index may be 7 s late (default 30); the
+    // pair's files roll over every 2 s.
+    let s3 = S3::start_clocked("watched", 2, |c| {
+        c.archive_check_every = Duration::from_secs(5);
+        c.archive_grace = Duration::from_secs(7);
+        c.webhooks = vec![tandem_server::webhooks::WebhookSettings {
+            name: Some("archive-alerts".into()),
+            ..tandem_server::webhooks::WebhookSettings::url(url)
+        }];
+    })
+    .await;
+    let clock = s3.srv.clock.clone().unwrap();
+    let seg = |i: usize| {
+        std::fs::read(format!(
+            "{}/../../testdata/ts/ffmpeg_segment_2s.{i:06}.ts",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let k1 = s3
+        .srv
+        .state
+        .db
+        .list_archives()
+        .unwrap()
+        .remove(0)
+        .keys(Pipeline::P1)
+        .clone();
+    let backup = Signer {
+        key: (k1.access_key_id, k1.secret_access_key),
+        region: "us-east-1".into(),
+    };
+    // Index 2 never arrives; 0, 1 and 3 arrive in both buckets.
+    for (index, fixture) in [(0, 0), (1, 1), (3, 2)] {
+        let path = format!("/watched-0/live/a.{index:06}.ts");
+        assert_eq!(s3.call("PUT", &path, &seg(fixture)).await.status, 200);
+        let path = format!("/watched-1/live/a.{index:06}.ts");
+        let r = s3
+            .signed_by(&backup, "PUT", &path, &[], &seg(fixture))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let state = s3.srv.state.clone();
+    let raised = move || -> Vec<u64> {
+        state
+            .archive_watches
+            .events("watched")
+            .iter()
+            .map(|e| e.uncovered.index)
+            .collect()
+    };
+    let until = |want: Vec<u64>| {
+        let raised = raised.clone();
+        async move {
+            for _ in 0..300 {
+                if raised() == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("raised {:?}, expected {want:?}", raised());
+        }
+    };
+    // The pass 5 s after the first: index 2 is overdue (3 exists); index 4
+    // is not (5 s since the last file is within 2 s + 7 s).
+    clock.advance(Duration::from_secs(5));
+    until(vec![2]).await;
+    // 15 s: past 2 s + 7 s since the last file; index 4 is overdue too.
+    clock.advance(Duration::from_secs(10));
+    until(vec![2, 4]).await;
+    for _ in 0..500 {
+        if rx.received().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got: Vec<serde_json::Value> = rx.received().iter().map(|r| r.json()).collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (e, index) in got.iter().zip([2, 4]) {
+        assert_eq!(
+            (
+                &e["archive"],
+                &e["kind"],
+                &e["index"],
+                &e["primary"],
+                &e["backup"]
+            ),
+            (
+                &serde_json::json!("watched"),
+                &serde_json::json!("index_uncovered"),
+                &serde_json::json!(index),
+                &serde_json::json!("missing"),
+                &serde_json::json!("missing")
+            ),
+            "{got:?}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! HTTP/1.1 client that sends exactly the bytes a test asks for.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod receiver;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

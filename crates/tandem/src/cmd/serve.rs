@@ -25,6 +25,21 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert", env = "TANDEM_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// POST events to this URL (repeatable; added to the config file's
+    /// [[webhooks]], with their default kinds and retries).
+    #[arg(
+        long = "webhook",
+        value_name = "URL",
+        env = "TANDEM_WEBHOOKS",
+        value_delimiter = ','
+    )]
+    webhooks: Vec<String>,
+    /// Seconds between two checks of the hosted archive pairs. [default: 10]
+    #[arg(long, value_name = "SECS", env = "TANDEM_ARCHIVE_CHECK_EVERY")]
+    archive_check_every: Option<u64>,
+    /// Seconds an archive index may arrive late before it is raised. [default: 30]
+    #[arg(long, value_name = "SECS", env = "TANDEM_ARCHIVE_GRACE")]
+    archive_grace: Option<u64>,
 }
 
 pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
@@ -49,6 +64,20 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> a
         cfg.mediastore_listen =
             tandem_server::config::parse_mediastore_listen(&text).map_err(anyhow::Error::msg)?;
     }
+    if let Some(v) = args.archive_check_every {
+        cfg.archive_check_every = std::time::Duration::from_secs(v);
+    }
+    if let Some(v) = args.archive_grace {
+        cfg.archive_grace = std::time::Duration::from_secs(v);
+    }
+    cfg.webhooks.extend(
+        args.webhooks
+            .into_iter()
+            .map(tandem_server::webhooks::WebhookSettings::url),
+    );
+    // Refused here, before anything is opened, with the setting named.
+    cfg.check()?;
+    tandem_server::webhooks::check_all(&cfg.webhooks)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Blocking-pool threads serve every file operation; keeping them
@@ -76,6 +105,9 @@ fn banner(server: &Server) {
         st.admin_token
     );
     println!("metrics: {base}/metrics");
+    for h in st.webhooks.status() {
+        println!("webhook: {} (events POSTed as JSON)", h.name);
+    }
     match st.cfg.s3_endpoint() {
         Some(ep) => println!(
             "S3 (archive pairs): {ep} region {}; create a pair with 'tandem archive create ID'",
