@@ -179,7 +179,13 @@ async fn the_status_shows_inputs_the_active_pipeline_and_switches_on_the_timelin
     push(&s, "glance", 1, 4).await;
     clock.advance(Duration::from_millis(1000));
     push(&s, "glance", 1, 5).await;
-    let v = status_until(&s, |v| glance(v)["active_pipeline"] == 1).await;
+    // The switch fires on the clock; pipeline 1's advance to 5 comes with
+    // its playlist, handled a moment later.
+    let v = status_until(&s, |v| {
+        let ch = glance(v);
+        ch["active_pipeline"] == 1 && ch["inputs"][1]["seconds_since_advance"] == 0.0
+    })
+    .await;
     let ch = glance(&v);
     assert_eq!(ch["inputs"][0]["state"], "lost");
     assert_eq!(ch["inputs"][1]["state"], "receiving");
