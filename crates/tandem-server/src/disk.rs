@@ -184,7 +184,10 @@ mod tests {
     impl SpaceSource for Fixed {
         fn space(&self) -> io::Result<Space> {
             Ok(Space {
-                available: *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                available: *self
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
                 total: 100_000,
             })
         }
@@ -210,7 +213,11 @@ mod tests {
             bytes: 0,
         };
         let now = SystemTime::UNIX_EPOCH;
-        let mut set = |v| *src.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = v;
+        let set = |v| {
+            *src.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = v
+        };
         assert_eq!(w.check(now, t, &bus), None);
         set(4999);
         assert_eq!(w.check(now, t, &bus).map(|e| e.kind), Some("disk_low"));

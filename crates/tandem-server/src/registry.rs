@@ -176,12 +176,10 @@ impl ChannelDb {
         let spec = {
             let mut t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
             let mut spec: ChannelSpec = match t.get(id.as_str()).map_err(|e| self.err(e))? {
-                Some(v) => {
-                    serde_json::from_str(v.value()).map_err(|e| RegistryError::Corrupt {
-                        id: id.to_string(),
-                        message: e.to_string(),
-                    })?
-                }
+                Some(v) => serde_json::from_str(v.value()).map_err(|e| RegistryError::Corrupt {
+                    id: id.to_string(),
+                    message: e.to_string(),
+                })?,
                 None => return Err(RegistryError::NotFound(id.to_string())),
             };
             spec.retention = retention;

@@ -142,7 +142,10 @@ impl Ch<'_> {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        panic!("no retention walk of {} began at or after the instant", self.id);
+        panic!(
+            "no retention walk of {} began at or after the instant",
+            self.id
+        );
     }
 
     fn status(&self) -> Arc<tandem_server::output::ChannelOutput> {
@@ -293,9 +296,14 @@ async fn input_segments_go_from_disk_and_listing_once_out_of_every_window_for_th
     }
     let token = format!("Bearer {}", s.state.admin_token);
     let view: serde_json::Value = serde_json::from_slice(
-        &s.send("GET", "/api/v1/channels/ret", &[("Authorization", &token)], b"")
-            .await
-            .body,
+        &s.send(
+            "GET",
+            "/api/v1/channels/ret",
+            &[("Authorization", &token)],
+            b"",
+        )
+        .await
+        .body,
     )
     .unwrap();
     let disk_total = |p| ch.on_disk(p).values().sum::<u64>();
@@ -330,16 +338,21 @@ async fn a_channel_s_input_history_is_kept_for_its_retention_and_can_be_changed(
     // (uploaded at 0 s) is 300 s old. Without the channel's retention it
     // would have gone at about 66 s.
     ch.advance_and_walk(255).await;
-    assert_eq!(segments(ch.on_disk(0).into_keys()), (0..20).collect::<Vec<_>>());
+    assert_eq!(
+        segments(ch.on_disk(0).into_keys()),
+        (0..20).collect::<Vec<_>>()
+    );
     ch.advance_and_walk(5).await;
-    assert_eq!(segments(ch.on_disk(0).into_keys()), (1..20).collect::<Vec<_>>());
+    assert_eq!(
+        segments(ch.on_disk(0).into_keys()),
+        (1..20).collect::<Vec<_>>()
+    );
     // Saved with the channel, shown by the API; changed at run time.
     let token = format!("Bearer {}", s.state.admin_token);
     let auth = [("Authorization", token.as_str())];
-    let view: serde_json::Value = serde_json::from_slice(
-        &s.send("GET", "/api/v1/channels/dvr", &auth, b"").await.body,
-    )
-    .unwrap();
+    let view: serde_json::Value =
+        serde_json::from_slice(&s.send("GET", "/api/v1/channels/dvr", &auth, b"").await.body)
+            .unwrap();
     assert_eq!(view["retention"], serde_json::json!({"input_secs": 300}));
     let id = ChannelId::parse("dvr").unwrap();
     assert_eq!(
@@ -356,10 +369,18 @@ async fn a_channel_s_input_history_is_kept_for_its_retention_and_can_be_changed(
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
     let r = s
-        .send("PATCH", "/api/v1/channels/dvr", &auth, br#"{"retention":{}}"#)
+        .send(
+            "PATCH",
+            "/api/v1/channels/dvr",
+            &auth,
+            br#"{"retention":{}}"#,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(s.state.db.get(&id).unwrap().unwrap().retention.input_secs, None);
+    assert_eq!(
+        s.state.db.get(&id).unwrap().unwrap().retention.input_secs,
+        None
+    );
     // Without it, what left the windows 60 s ago goes (with it, only v2
     // would, 300 s old): v1..=v14. v15 and v16 left at 36 and 38 s, after
     // the step at 36 s; the next step came at 295 s, when time jumped:
@@ -455,5 +476,8 @@ async fn disk_low_is_raised_under_the_threshold_and_cleared_above_it() {
         .unwrap()
         .unwrap();
     assert_eq!(e.kind(), "disk_ok");
-    assert_eq!(metric_value(&scrape(&s).await, "tandem_disk_low"), Some(0.0));
+    assert_eq!(
+        metric_value(&scrape(&s).await, "tandem_disk_low"),
+        Some(0.0)
+    );
 }

@@ -86,7 +86,11 @@ pub fn space(dir: &Path) -> io::Result<Space> {
     let s = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
     // The field types differ between targets.
     #[allow(clippy::useless_conversion)]
-    let (frsize, avail, blocks) = (u64::from(s.f_frsize), u64::from(s.f_bavail), u64::from(s.f_blocks));
+    let (frsize, avail, blocks) = (
+        u64::from(s.f_frsize),
+        u64::from(s.f_bavail),
+        u64::from(s.f_blocks),
+    );
     Ok(Space {
         available: avail.saturating_mul(frsize),
         total: blocks.saturating_mul(frsize),

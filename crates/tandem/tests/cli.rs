@@ -416,7 +416,14 @@ fn a_channel_s_input_history_is_set_with_the_cli_and_kept_with_the_channel() {
     let data = dir.path().join("data");
     let (ok, out, err) = cli(
         &data,
-        &["channel", "create", "dvr", "--input-retention", "7200", "--json"],
+        &[
+            "channel",
+            "create",
+            "dvr",
+            "--input-retention",
+            "7200",
+            "--json",
+        ],
     );
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -443,5 +450,10 @@ fn a_channel_s_input_history_is_set_with_the_cli_and_kept_with_the_channel() {
     // Durable: the database says so with the server gone.
     let (ok, out, _) = cli(&data, &["channel", "show", "dvr", "--json"]);
     assert!(ok);
-    assert!(serde_json::from_str::<Value>(&out).unwrap().get("retention").is_none());
+    assert!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .get("retention")
+            .is_none()
+    );
 }

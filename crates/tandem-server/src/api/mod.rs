@@ -133,7 +133,10 @@ pub struct ChannelView {
     pub inputs: Vec<InputView>,
     pub output: String,
     /// The channel's retention settings, when any is set.
-    #[serde(default, skip_serializing_if = "tandem_core::RetentionSettings::is_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "tandem_core::RetentionSettings::is_default"
+    )]
     pub retention: tandem_core::RetentionSettings,
     /// Bytes each pipeline's input holds, as last measured (absent until
     /// the first measurement after the start).
@@ -267,7 +270,9 @@ fn check_retention(r: &tandem_core::RetentionSettings) -> Result<(), ApiError> {
     match r.input_secs {
         Some(s) if s == 0 || s > MAX => Err(ApiError(
             StatusCode::BAD_REQUEST,
-            format!("retention.input_secs must be between 1 and {MAX} seconds (leave it out for none)"),
+            format!(
+                "retention.input_secs must be between 1 and {MAX} seconds (leave it out for none)"
+            ),
         )),
         _ => Ok(()),
     }
@@ -418,7 +423,10 @@ async fn events(
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/channels", get(list).post(create))
-        .route("/api/v1/channels/{id}", get(show).patch(update).delete(remove))
+        .route(
+            "/api/v1/channels/{id}",
+            get(show).patch(update).delete(remove),
+        )
         .route("/api/v1/channels/{id}/events", get(events))
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/events/stream", get(status::stream_events))

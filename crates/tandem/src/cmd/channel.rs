@@ -70,7 +70,10 @@ pub fn run(
             input_retention,
         } => {
             let retention = tandem_core::RetentionSettings {
-                input_secs: input_retention.map(|s| check_secs(Some(s))).transpose()?.flatten(),
+                input_secs: input_retention
+                    .map(|s| check_secs(Some(s)))
+                    .transpose()?
+                    .flatten(),
             };
             let view = create(&target, &id, retention)?;
             output(args.control.json, &view, || print_channel(&view))
@@ -117,7 +120,11 @@ pub fn run(
                 })?;
                 check_secs(Some(s))?
             };
-            let view = set_retention(&target, &id, tandem_core::RetentionSettings { input_secs: secs })?;
+            let view = set_retention(
+                &target,
+                &id,
+                tandem_core::RetentionSettings { input_secs: secs },
+            )?;
             output(args.control.json, &view, || print_channel(&view))
         }
         ChannelCommand::Delete { id } => {

@@ -168,6 +168,11 @@ impl Ledger {
     pub fn len(&self) -> usize {
         self.objects.len()
     }
+
+    /// Whether the ledger holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -290,7 +290,13 @@ impl Retention {
 
     /// Removes one input object (and its metadata record, in a bound
     /// container or bucket); whether it is gone.
-    async fn remove(&mut self, store: &dyn Store, p: Pipeline, key: &ObjectPath, size: u64) -> bool {
+    async fn remove(
+        &mut self,
+        store: &dyn Store,
+        p: Pipeline,
+        key: &ObjectPath,
+        size: u64,
+    ) -> bool {
         match store.delete(key).await {
             Ok(()) => {}
             Err(StoreError::NotFound(_)) => {
