@@ -27,8 +27,8 @@
 
 pub mod cache;
 pub mod driver;
-pub mod timeline;
 pub mod retention;
+pub mod timeline;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
