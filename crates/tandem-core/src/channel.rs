@@ -26,6 +26,27 @@ pub struct ChannelSpec {
     /// Where each pipeline's HLS comes from (index = pipeline).
     #[serde(default)]
     pub sources: [InputSource; 2],
+    /// How long its input objects are kept; unset fields take the defaults.
+    #[serde(default, skip_serializing_if = "RetentionSettings::is_default")]
+    pub retention: RetentionSettings,
+}
+
+/// Per-channel retention (the control API's `retention` object).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Keep every input object at least this many seconds after it
+    /// arrived, named or not: the channel's input history, the start of a
+    /// DVR window. Unset: objects go once nothing names them (plus the
+    /// server's retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_secs: Option<u64>,
+}
+
+impl RetentionSettings {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where a pipeline's HLS arrives: its own HTTP input (PUT, POST, WebDAV),

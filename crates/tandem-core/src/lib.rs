@@ -14,6 +14,8 @@ pub mod container;
 pub mod name;
 
 pub use archive::{ArchiveId, ArchiveSpec, BadArchiveId, S3KeyPair};
-pub use channel::{ChannelSpec, FailoverSettings, InputCredentials, InputSource, InputState};
+pub use channel::{
+    ChannelSpec, FailoverSettings, InputCredentials, InputSource, InputState, RetentionSettings,
+};
 pub use container::{BadContainerId, ContainerId, ContainerSpec};
 pub use name::{ChannelId, NameError, ObjectPath, Pipeline};

@@ -190,6 +190,19 @@ impl MediaStore {
         ObjectPath::from_segments([OBJECTS, container]).ok()
     }
 
+    /// The store key of the metadata record that goes with the object
+    /// stored at `data` (a key under a container root), if `data` is one:
+    /// what must go too when something other than DeleteObject removes it.
+    pub fn metadata_key(data: &ObjectPath) -> Option<ObjectPath> {
+        let segs = data.segments();
+        if segs.first().map(String::as_str) != Some(OBJECTS) || segs.len() < 3 {
+            return None;
+        }
+        let mut meta = segs.to_vec();
+        META.clone_into(&mut meta[0]);
+        ObjectPath::from_segments(meta).ok()
+    }
+
     /// Accepts a container pair: containers `{id}-0` and `{id}-1`, each
     /// written by its own key (access key id, secret).
     pub fn add_pair(&self, id: &str, keys: [(&str, &str); 2]) {

@@ -14,8 +14,8 @@ use tandem_core::ObjectPath;
 use tandem_store::{Entry, Parents, StagedWrite, Store, StoreError};
 
 /// Top-level collections; a `.` keeps them apart from channel ids.
-const BUCKETS: &str = "s3.buckets";
-const META: &str = "s3.meta";
+pub(crate) const BUCKETS: &str = "s3.buckets";
+pub(crate) const META: &str = "s3.meta";
 pub(crate) const UPLOADS: &str = "s3.uploads";
 
 /// The largest single PutObject or part, as in S3.

@@ -33,6 +33,19 @@ pub const DEFAULT_INPUT_LOSS_AFTER: Duration = Duration::from_secs(10);
 /// Output segments stay this long after they leave every output window:
 /// a player that fetched the playlist just before may still ask for them.
 pub const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_secs(60);
+/// Objects that no playlist of this server ever named are removed once
+/// this old: far longer than any encoder takes between uploading a
+/// segment and naming it in a playlist, short enough that an encoder's
+/// stray uploads (thumbnails, leftovers of another layout) cannot pile up.
+pub const DEFAULT_INPUT_UNNAMED_RETENTION: Duration = Duration::from_secs(600);
+/// Raise `disk_low` under 5 % free: at a 50-channel load's 37 MB/s, 5 % of
+/// a 1 TB disk lasts about 20 minutes, time for someone to act.
+pub const DEFAULT_DISK_LOW_PERCENT: f64 = 5.0;
+/// …or under 1 GiB free, whichever is more: on a small disk 5 % is gone in
+/// seconds.
+pub const DEFAULT_DISK_LOW_BYTES: u64 = 1024 * 1024 * 1024;
+/// Free space is checked this often: a statvfs call, cheap.
+pub const DEFAULT_DISK_CHECK: Duration = Duration::from_secs(10);
 /// Pinned output segments kept in memory: the newest segments of about 100
 /// renditions at 4 Mbit/s with 2 s segments and 6-segment windows.
 pub const DEFAULT_OUTPUT_CACHE: u64 = 256 * 1024 * 1024;
@@ -92,6 +105,19 @@ pub struct ServerConfig {
     pub output_grace: Duration,
     /// Memory for pinned output segments served to players.
     pub output_cache_bytes: u64,
+    /// How long an input object stays after it left every input playlist
+    /// and the output window; `None`: the output's grace period.
+    pub input_retention: Option<Duration>,
+    /// How old an input object that no playlist ever named gets before it
+    /// is removed.
+    pub input_unnamed_retention: Duration,
+    /// `disk_low` when the data directory's free space falls under this
+    /// share of its file system (percent)…
+    pub disk_low_percent: f64,
+    /// …or under this many bytes, whichever is more.
+    pub disk_low_bytes: u64,
+    /// How often free space is checked.
+    pub disk_check: Duration,
     /// Origins whose browser players may read `/out/` (CORS); `*`: any.
     pub cors_origins: Vec<String>,
     /// Create the `demo` channel when the database holds no channel.
@@ -127,6 +153,11 @@ impl ServerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             output_grace: DEFAULT_OUTPUT_GRACE,
             output_cache_bytes: DEFAULT_OUTPUT_CACHE,
+            input_retention: None,
+            input_unnamed_retention: DEFAULT_INPUT_UNNAMED_RETENTION,
+            disk_low_percent: DEFAULT_DISK_LOW_PERCENT,
+            disk_low_bytes: DEFAULT_DISK_LOW_BYTES,
+            disk_check: DEFAULT_DISK_CHECK,
             cors_origins: vec!["*".to_owned()],
             create_demo_channel: true,
             s3_listen: DEFAULT_S3_LISTEN.parse().ok(),
@@ -163,6 +194,11 @@ impl ServerConfig {
             });
         }
         Ok(())
+    }
+
+    /// How long an input object stays after it left every window.
+    pub fn input_retention(&self) -> Duration {
+        self.input_retention.unwrap_or(self.output_grace)
     }
 
     /// The MediaStore listener's base URL, when it runs; a container's
@@ -217,6 +253,11 @@ impl ServerConfig {
 /// shutdown_grace_secs = 20
 /// output_grace_secs = 60
 /// output_cache_bytes = 268435456
+/// input_retention_secs = 60          # default: output_grace_secs
+/// input_unnamed_retention_secs = 600
+/// disk_low_percent = 5.0
+/// disk_low_bytes = 1073741824
+/// disk_check_secs = 10
 /// s3_listen = "127.0.0.1:9000"   # or "off"
 /// s3_region = "us-east-1"
 /// s3_domains = ["s3.example.com"] # {bucket}.s3.example.com is virtual-host style
@@ -246,6 +287,11 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     pub output_grace_secs: Option<u64>,
     pub output_cache_bytes: Option<u64>,
+    pub input_retention_secs: Option<u64>,
+    pub input_unnamed_retention_secs: Option<u64>,
+    pub disk_low_percent: Option<f64>,
+    pub disk_low_bytes: Option<u64>,
+    pub disk_check_secs: Option<u64>,
     pub s3_listen: Option<String>,
     pub s3_region: Option<String>,
     pub s3_domains: Option<Vec<String>>,
@@ -337,6 +383,22 @@ impl FileConfig {
         if let Some(v) = self.output_cache_bytes {
             cfg.output_cache_bytes = v;
         }
+        if let Some(v) = self.input_retention_secs {
+            cfg.input_retention = Some(secs(v));
+        }
+        if let Some(v) = self.input_unnamed_retention_secs {
+            cfg.input_unnamed_retention = secs(v);
+        }
+        if let Some(v) = self.disk_low_percent {
+            cfg.disk_low_percent = v;
+        }
+        if let Some(v) = self.disk_low_bytes {
+            cfg.disk_low_bytes = v;
+        }
+        if let Some(v) = self.disk_check_secs {
+            // Zero would spin.
+            cfg.disk_check = secs(v.max(1));
+        }
         if let Some(v) = &self.s3_region {
             cfg.s3.region = v.clone();
         }
@@ -379,6 +441,11 @@ input_loss_after_secs = 4
 shutdown_grace_secs = 3
 output_grace_secs = 90
 output_cache_bytes = 1024
+input_retention_secs = 120
+input_unnamed_retention_secs = 900
+disk_low_percent = 2.5
+disk_low_bytes = 4096
+disk_check_secs = 3
 s3_listen = "off"
 s3_region = "eu-west-3"
 s3_domains = ["s3.example.com", "localhost"]
@@ -420,6 +487,11 @@ url = "http://127.0.0.1:9999/hook"
                 shutdown_grace_secs: Some(3),
                 output_grace_secs: Some(90),
                 output_cache_bytes: Some(1024),
+                input_retention_secs: Some(120),
+                input_unnamed_retention_secs: Some(900),
+                disk_low_percent: Some(2.5),
+                disk_low_bytes: Some(4096),
+                disk_check_secs: Some(3),
                 s3_listen: Some("off".into()),
                 s3_region: Some("eu-west-3".into()),
                 s3_domains: Some(vec!["s3.example.com".into(), "localhost".into()]),
@@ -472,6 +544,11 @@ url = "http://127.0.0.1:9999/hook"
         assert_eq!(cfg.shutdown_grace, Duration::from_secs(3));
         assert_eq!(cfg.output_grace, Duration::from_secs(90));
         assert_eq!(cfg.output_cache_bytes, 1024);
+        assert_eq!(cfg.input_retention(), Duration::from_secs(120));
+        assert_eq!(cfg.input_unnamed_retention, Duration::from_secs(900));
+        assert_eq!(cfg.disk_low_percent, 2.5);
+        assert_eq!(cfg.disk_low_bytes, 4096);
+        assert_eq!(cfg.disk_check, Duration::from_secs(3));
         assert_eq!(cfg.s3.region, "eu-west-3");
         assert_eq!(cfg.s3.domains, ["s3.example.com", "localhost"]);
         assert_eq!(cfg.archive_check_every, Duration::from_secs(5));
@@ -490,6 +567,7 @@ url = "http://127.0.0.1:9999/hook"
             .apply(&mut untouched);
         assert_eq!(untouched.max_body_bytes, DEFAULT_MAX_BODY);
         assert_eq!(untouched.output_grace, DEFAULT_OUTPUT_GRACE);
+        assert_eq!(untouched.input_retention(), DEFAULT_OUTPUT_GRACE);
         assert_eq!(untouched.s3.region, "us-east-1");
         assert_eq!(untouched.archive_check_every, DEFAULT_ARCHIVE_CHECK_EVERY);
         assert_eq!(untouched.archive_grace, DEFAULT_ARCHIVE_GRACE);

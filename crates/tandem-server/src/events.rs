@@ -28,6 +28,8 @@ pub enum Subject {
     Channel(String),
     /// An archive pair, by id.
     Archive(String),
+    /// The data directory's disk, by path (`disk_low`, `disk_ok`).
+    Disk(String),
 }
 
 /// One event on the bus: `{"id": 17, "channel": "news", "kind": "switch", …}`.

@@ -18,6 +18,7 @@
 //! - [`listener`]: plain and TLS accept loop, graceful shutdown.
 //! - [`datadir`]: what lives where in the data directory.
 //! - [`clock`]: wall-clock and monotonic time, injected.
+//! - [`disk`]: free space on the data directory's disk, `disk_low`.
 
 pub mod api;
 pub mod archive_watch;
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod datadir;
+pub mod disk;
 mod error;
 pub mod events;
 pub mod ingest;
@@ -112,6 +114,8 @@ pub struct AppState {
     pub events: events::EventBus,
     /// Where events are POSTed.
     pub webhooks: webhooks::Webhooks,
+    /// Free space on the data directory's disk.
+    pub disk: disk::DiskWatch,
 }
 
 impl AppState {
@@ -142,6 +146,39 @@ impl AppState {
         self.prepare_inputs(id).await;
         self.start_output(&live);
         Ok(live)
+    }
+
+    /// Creates a channel from a whole definition (as
+    /// [`registry::new_channel_spec`] makes it, then adjusted): durable
+    /// first, then served.
+    pub async fn create_channel_spec(
+        &self,
+        spec: tandem_core::ChannelSpec,
+    ) -> Result<Arc<registry::LiveChannel>, RegistryError> {
+        let id = spec.channel_id().map_err(|e| RegistryError::Corrupt {
+            id: spec.id.clone(),
+            message: e.to_string(),
+        })?;
+        self.db.insert(&spec)?;
+        let live = self.channels.add(spec)?;
+        self.prepare_inputs(&id).await;
+        self.start_output(&live);
+        Ok(live)
+    }
+
+    /// Changes a channel's retention: durable first, then applied by its
+    /// running output from its next retention step.
+    pub fn set_channel_retention(
+        &self,
+        id: &ChannelId,
+        retention: tandem_core::RetentionSettings,
+    ) -> Result<tandem_core::ChannelSpec, RegistryError> {
+        let spec = self.db.set_retention(id, retention)?;
+        if let Some(out) = self.outputs.get(id) {
+            out.retention
+                .set_keep_for(retention.input_secs.map(std::time::Duration::from_secs));
+        }
+        Ok(spec)
     }
 
     /// Creates a channel: durable first, then served.
@@ -274,6 +311,19 @@ impl AppState {
                 clock: self.clock.clone(),
                 cfg,
                 grace: self.cfg.output_grace,
+                retention: output::retention::Settings {
+                    after_window: self.cfg.input_retention(),
+                    // Bound containers and buckets may hold more than HLS.
+                    unnamed: Pipeline::BOTH.map(|p| {
+                        (*ch.spec.source(p) == tandem_core::InputSource::Http)
+                            .then_some(self.cfg.input_unnamed_retention)
+                    }),
+                    keep_for: ch
+                        .spec
+                        .retention
+                        .input_secs
+                        .map(std::time::Duration::from_secs),
+                },
             },
         );
     }
@@ -485,6 +535,10 @@ impl Server {
             mediastore,
             events,
             webhooks,
+            disk: disk::DiskWatch::new(
+                data.root().display().to_string(),
+                Arc::new(disk::StatVfs(data.root().to_path_buf())),
+            ),
         });
         let _ = owner.set(Arc::downgrade(&state));
         for spec in state.db.list_containers()? {
@@ -600,14 +654,17 @@ impl Server {
             let st = self.state.clone();
             tokio::spawn(async move { st.webhooks.run(st.clock.clone(), hooks_stopped).await })
         };
+        let disk = tokio::spawn(disk::run(self.state.clone()));
         let signal = async {
             shutdown.await;
             watch.abort();
+            disk.abort();
             let _ = stop_tx.send(true);
         };
         tokio::join!(main, s3, mediastore, signal);
         // Cancelled above; gone once awaited, with its hold on the state.
         let _ = watch.await;
+        let _ = disk.await;
         // Ingest has drained: each output saves its last step and stops.
         self.state.outputs.shutdown().await;
         // The last events go out to receivers that answer, for a while.

@@ -165,6 +165,33 @@ impl ChannelDb {
         self.insert_row(CHANNELS, &spec.id, spec, RegistryError::AlreadyExists)
     }
 
+    /// Changes a channel's retention settings, in one transaction; the
+    /// changed channel.
+    pub fn set_retention(
+        &self,
+        id: &ChannelId,
+        retention: tandem_core::RetentionSettings,
+    ) -> Result<ChannelSpec, RegistryError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let spec = {
+            let mut t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+            let mut spec: ChannelSpec = match t.get(id.as_str()).map_err(|e| self.err(e))? {
+                Some(v) => serde_json::from_str(v.value()).map_err(|e| RegistryError::Corrupt {
+                    id: id.to_string(),
+                    message: e.to_string(),
+                })?,
+                None => return Err(RegistryError::NotFound(id.to_string())),
+            };
+            spec.retention = retention;
+            let json = serde_json::to_string(&spec).map_err(|e| self.err(e))?;
+            t.insert(id.as_str(), json.as_str())
+                .map_err(|e| self.err(e))?;
+            spec
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(spec)
+    }
+
     /// Removes a channel; `false` if it did not exist.
     pub fn remove(&self, id: &ChannelId) -> Result<bool, RegistryError> {
         self.remove_row(CHANNELS, id.as_str())
@@ -280,6 +307,7 @@ pub fn new_channel_spec(id: &ChannelId, now: SystemTime) -> Result<ChannelSpec, 
         inputs: [creds(Pipeline::P0)?, creds(Pipeline::P1)?],
         failover: Default::default(),
         sources: Default::default(),
+        retention: Default::default(),
     })
 }
 

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tandem_core::ObjectPath;
 
-pub use local::LocalStore;
+pub use local::{LocalStore, Space, space};
 pub use memory::MemoryStore;
 
 /// A boxed, sendable future, so the store can be used as `dyn Store`.

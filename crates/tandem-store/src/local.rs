@@ -71,6 +71,32 @@ fn on_memory_fs(dir: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Space on the file system that holds a directory, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// What an unprivileged writer may still use (`f_bavail`): the figure
+    /// at which uploads start failing with "no space".
+    pub available: u64,
+    /// The file system's size.
+    pub total: u64,
+}
+
+/// The space left on the file system that holds `dir` (`statvfs`).
+pub fn space(dir: &Path) -> io::Result<Space> {
+    let s = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
+    // The field types differ between targets.
+    #[allow(clippy::useless_conversion)]
+    let (frsize, avail, blocks) = (
+        u64::from(s.f_frsize),
+        u64::from(s.f_bavail),
+        u64::from(s.f_blocks),
+    );
+    Ok(Space {
+        available: avail.saturating_mul(frsize),
+        total: blocks.saturating_mul(frsize),
+    })
+}
+
 impl LocalStore {
     /// Opens (creating if needed) a store under `root`, and removes uploads
     /// that a previous process left unfinished.

@@ -409,3 +409,51 @@ fn status_shows_what_the_running_server_sees() {
     assert!(!ok);
     assert!(err.contains("HTTP 401"), "{err}");
 }
+
+#[test]
+fn a_channel_s_input_history_is_set_with_the_cli_and_kept_with_the_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, out, err) = cli(
+        &data,
+        &[
+            "channel",
+            "create",
+            "dvr",
+            "--input-retention",
+            "7200",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["retention"], serde_json::json!({"input_secs": 7200}));
+    let (ok, _, err) = cli(&data, &["channel", "retention", "dvr", "0"]);
+    assert!(!ok && err.contains("'off'"), "{err}");
+
+    // The running server has it from the database, and changes it.
+    let t = Tandem::start(&data, &[]);
+    let (ok, out, err) = cli(&data, &["channel", "show", "dvr"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("input history: 7200 s"), "{out}");
+    let (ok, out, err) = cli(&data, &["channel", "retention", "dvr", "600", "--json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["retention"], serde_json::json!({"input_secs": 600}));
+    let (ok, _, err) = cli(&data, &["channel", "retention", "dvr", "off"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&data, &["channel", "show", "dvr", "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v.get("retention").is_none(), "{v}");
+    drop(t);
+    // Durable: the database says so with the server gone.
+    let (ok, out, _) = cli(&data, &["channel", "show", "dvr", "--json"]);
+    assert!(ok);
+    assert!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .get("retention")
+            .is_none()
+    );
+}

@@ -100,6 +100,19 @@ impl TandemS3 {
         bucket_path(bucket)
     }
 
+    /// The store key of the S3 metadata record that goes with the object
+    /// stored at `data` (a key under a bucket root), if `data` is one: what
+    /// must go too when something other than S3 DELETE removes the object.
+    pub fn metadata_key(data: &ObjectPath) -> Option<ObjectPath> {
+        let segs = data.segments();
+        if segs.first().map(String::as_str) != Some(objects::BUCKETS) || segs.len() < 3 {
+            return None;
+        }
+        let mut meta = segs.to_vec();
+        objects::META.clone_into(&mut meta[0]);
+        ObjectPath::from_segments(meta).ok()
+    }
+
     /// Creates a bucket (an explicit collection); `Ok(false)` if it exists.
     pub async fn create_bucket_dir(&self, bucket: &str) -> S3Result<bool> {
         let top = bucket_path(bucket)?;

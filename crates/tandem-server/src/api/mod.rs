@@ -4,6 +4,8 @@
 //!   and credentials; 409 if it exists; 400 for a bad id.
 //! - `GET /api/v1/channels`, `GET /api/v1/channels/{id}`: definitions plus
 //!   each input's state, last write, bytes and objects received.
+//! - `PATCH /api/v1/channels/{id}` `{"retention":{"input_secs":7200}}`:
+//!   changes the channel's retention (`{}` clears it).
 //! - `DELETE /api/v1/channels/{id}`: removes the channel and its objects.
 //! - `GET /api/v1/channels/{id}/events`: input state changes, switches,
 //!   filled and missing segments, newest last.
@@ -130,6 +132,16 @@ pub struct ChannelView {
     pub id: String,
     pub inputs: Vec<InputView>,
     pub output: String,
+    /// The channel's retention settings, when any is set.
+    #[serde(
+        default,
+        skip_serializing_if = "tandem_core::RetentionSettings::is_default"
+    )]
+    pub retention: tandem_core::RetentionSettings,
+    /// Bytes each pipeline's input holds, as last measured (absent until
+    /// the first measurement after the start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<[u64; 2]>,
 }
 
 /// The view of a channel, with `status` per input when known.
@@ -164,13 +176,22 @@ pub fn channel_view(
         id: spec.id.clone(),
         inputs,
         output: format!("{base_url}/out/{}/", spec.id),
+        retention: spec.retention,
+        stored_bytes: None,
     }
 }
 
 fn live_view(st: &AppState, ch: &LiveChannel) -> ChannelView {
     let now = st.clock.now();
     let snaps = Pipeline::BOTH.map(|p| ch.input(p).snapshot(now, st.cfg.input_loss_after));
-    channel_view(&ch.spec, &st.cfg.base_url(), Some(snaps))
+    let mut view = channel_view(&ch.spec, &st.cfg.base_url(), Some(snaps));
+    if let Some(out) = st.outputs.get(&ch.id) {
+        view.stored_bytes = out.retention.stored_bytes();
+        // The running setting: it may have changed since the channel
+        // was loaded.
+        view.retention.input_secs = out.retention.keep_for().map(|d| d.as_secs());
+    }
+    view
 }
 
 /// An API error: status and `{"error": "…"}`.
@@ -232,6 +253,29 @@ struct CreateChannel {
     /// Per pipeline, optionally where its HLS comes from.
     #[serde(default)]
     inputs: Vec<CreateInput>,
+    #[serde(default)]
+    retention: tandem_core::RetentionSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateChannel {
+    retention: tandem_core::RetentionSettings,
+}
+
+fn check_retention(r: &tandem_core::RetentionSettings) -> Result<(), ApiError> {
+    // Zero would read as "keep nothing", which is what unset means; a
+    // century is no setting anyone means either.
+    const MAX: u64 = 100 * 365 * 86_400;
+    match r.input_secs {
+        Some(s) if s == 0 || s > MAX => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "retention.input_secs must be between 1 and {MAX} seconds (leave it out for none)"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -284,9 +328,12 @@ async fn create(
                 .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
         }
     }
-    let ch = st
-        .create_channel_from(&id, SystemTime::now(), req.failover, sources)
-        .await?;
+    check_retention(&req.retention)?;
+    let mut spec = crate::registry::new_channel_spec(&id, SystemTime::now())?;
+    spec.failover = req.failover;
+    spec.sources = sources;
+    spec.retention = req.retention;
+    let ch = st.create_channel_spec(spec).await?;
     tracing::info!(channel = %id, "channel created");
     let view = channel_view(&ch.spec, &st.cfg.base_url(), None);
     Ok((StatusCode::CREATED, axum::Json(view)).into_response())
@@ -310,6 +357,32 @@ async fn show(
 ) -> Result<Response, ApiError> {
     admin(&st, &headers)?;
     let id = channel_id(&id)?;
+    let ch = st.channels.get(&id).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("channel {id} does not exist"),
+        )
+    })?;
+    Ok(axum::Json(live_view(&st, &ch)).into_response())
+}
+
+async fn update(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let id = channel_id(&id)?;
+    let req: UpdateChannel = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{\"retention\":{{\"input_secs\":…}}}}: {e}"),
+        )
+    })?;
+    check_retention(&req.retention)?;
+    st.set_channel_retention(&id, req.retention)?;
+    tracing::info!(channel = %id, input_secs = ?req.retention.input_secs, "channel retention changed");
     let ch = st.channels.get(&id).ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -350,7 +423,10 @@ async fn events(
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/channels", get(list).post(create))
-        .route("/api/v1/channels/{id}", get(show).delete(remove))
+        .route(
+            "/api/v1/channels/{id}",
+            get(show).patch(update).delete(remove),
+        )
         .route("/api/v1/channels/{id}/events", get(events))
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/events/stream", get(status::stream_events))

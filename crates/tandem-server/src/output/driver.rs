@@ -107,7 +107,7 @@ struct LegacyResumePoint {
 /// Resolves a playlist URI against the playlist's directory. Absolute URLs
 /// and absolute paths are not resolved (the engine then never sees them
 /// complete): ingest stores only relative layouts.
-fn resolve(dir: &ObjectPath, uri: &str) -> Option<ObjectPath> {
+pub(super) fn resolve(dir: &ObjectPath, uri: &str) -> Option<ObjectPath> {
     let uri = uri.split(['?', '#']).next().unwrap_or(uri);
     if uri.contains("://") || uri.starts_with('/') {
         return None;
@@ -137,6 +137,8 @@ struct Driver {
     multivariants: HashMap<ObjectPath, Pipeline>,
     /// Pins to delete, in deadline order.
     expiries: VecDeque<(Instant, ObjectPath)>,
+    /// Removes input objects nothing names any more.
+    retention: super::retention::Retention,
 }
 
 /// Everything a channel's driver is given.
@@ -147,6 +149,7 @@ pub struct DriverParts {
     pub clock: Arc<dyn Clock>,
     pub cfg: MergeConfig,
     pub grace: Duration,
+    pub retention: super::retention::Settings,
     pub rx: mpsc::UnboundedReceiver<Notice>,
     /// Set once the saved output is loaded and served.
     pub loaded: watch::Sender<bool>,
@@ -163,10 +166,17 @@ pub async fn run(parts: DriverParts) {
         clock,
         cfg,
         grace,
+        retention,
         mut rx,
         loaded,
         mut stopped,
     } = parts;
+    let retention = super::retention::Retention::new(
+        out.id.to_string(),
+        Pipeline::BOTH.map(|p| out.root(p).clone()),
+        retention,
+        clock.instant(),
+    );
     let mut d = Driver {
         out,
         store,
@@ -177,6 +187,7 @@ pub async fn run(parts: DriverParts) {
         renditions: HashMap::new(),
         multivariants: HashMap::new(),
         expiries: VecDeque::new(),
+        retention,
     };
     // The output continues where an earlier process left it: its
     // playlists are served before any notice is handled.
@@ -219,11 +230,15 @@ impl Driver {
             .renditions
             .values()
             .filter_map(|r| r.merge.next_deadline());
-        engines.chain(self.expiries.front().map(|(t, _)| *t)).min()
+        engines
+            .chain(self.expiries.front().map(|(t, _)| *t))
+            .chain([self.retention.next_deadline()])
+            .min()
     }
 
     async fn on_published(&mut self, p: Pipeline, path: &ObjectPath) {
         let now = self.clock.instant();
+        self.retention.on_published(now, p, path);
         if path.file_name().is_some_and(|n| n.ends_with(".m3u8")) {
             Box::pin(self.on_playlist(now, p, path)).await;
             return;
@@ -326,6 +341,30 @@ impl Driver {
                 Box::pin(self.apply(&k, events)).await;
             }
         }
+        if self.retention.next_deadline() <= now {
+            let named = self.output_named();
+            let wall = self.clock.now();
+            let out = self.out.clone();
+            Box::pin(
+                self.retention
+                    .step(now, wall, self.store.as_ref(), named, &out.retention),
+            )
+            .await;
+        }
+    }
+
+    /// Input objects the output names: every window segment's source and
+    /// what the output's playlists refer to.
+    fn output_named(&self) -> std::collections::HashSet<ObjectPath> {
+        let mut named = super::retention::output_refs(&self.out);
+        for r in self.renditions.values() {
+            for s in r.merge.segments() {
+                if let Some(rel) = resolve(&r.dir, &s.source_uri) {
+                    named.insert(self.out.root(s.from).join_path(&rel));
+                }
+            }
+        }
+        named
     }
 
     /// Carries out a rendition's events, then renders its playlist.

@@ -23,9 +23,11 @@
 //!
 //! - [`driver`]: the per-channel task that owns the merge engines.
 //! - [`cache`]: pinned segments held in memory for playback.
+//! - [`retention`]: input objects removed once nothing names them.
 
 pub mod cache;
 pub mod driver;
+pub mod retention;
 pub mod timeline;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -118,6 +120,8 @@ pub struct ChannelOutput {
     bus: crate::events::EventBus,
     /// Which pipeline served when, for the status page.
     timeline: Mutex<timeline::Timeline>,
+    /// What is stored, and the channel's input history setting.
+    pub retention: retention::Status,
 }
 
 impl ChannelOutput {
@@ -250,6 +254,8 @@ pub struct StartOutput {
     pub cfg: tandem_hls::MergeConfig,
     /// How long a segment stays after it left every window.
     pub grace: Duration,
+    /// How long input objects stay.
+    pub retention: retention::Settings,
 }
 
 /// A channel's running driver.
@@ -290,6 +296,7 @@ impl Outputs {
             clock,
             cfg,
             grace,
+            retention,
         } = with;
         let (loaded_tx, loaded) = watch::channel(false);
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -304,7 +311,9 @@ impl Outputs {
             last_advance: Mutex::default(),
             bus: self.bus.clone(),
             timeline: Mutex::default(),
+            retention: retention::Status::default(),
         });
+        out.retention.set_keep_for(retention.keep_for);
         let task = tokio::spawn(driver::run(driver::DriverParts {
             out: out.clone(),
             store,
@@ -312,6 +321,7 @@ impl Outputs {
             clock,
             cfg,
             grace,
+            retention,
             rx,
             loaded: loaded_tx,
             stopped,

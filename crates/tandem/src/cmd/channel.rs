@@ -1,4 +1,4 @@
-//! `tandem channel create|list|show|delete`.
+//! `tandem channel create|list|show|retention|delete`.
 //!
 //! With a server running on the data directory (found through its
 //! `server.json`), or with `--server URL`, the command goes through the
@@ -30,11 +30,23 @@ pub struct ChannelArgs {
 #[derive(Debug, Subcommand)]
 enum ChannelCommand {
     /// Create a channel and print its two inputs' URLs and credentials.
-    Create { id: String },
+    Create {
+        id: String,
+        /// Keep every input object at least this long after it arrived
+        /// (the channel's input history, the start of a DVR window).
+        #[arg(long, value_name = "SECS")]
+        input_retention: Option<u64>,
+    },
     /// List channels.
     List,
     /// Show a channel, its inputs' credentials and state.
     Show { id: String },
+    /// Set a channel's input history: SECS, or `off` for none.
+    Retention {
+        id: String,
+        #[arg(value_name = "SECS|off")]
+        input_retention: String,
+    },
     /// Delete a channel and everything its inputs stored.
     Delete { id: String },
 }
@@ -53,8 +65,17 @@ pub fn run(
         args.control.token,
     )?;
     match args.command {
-        ChannelCommand::Create { id } => {
-            let view = create(&target, &id)?;
+        ChannelCommand::Create {
+            id,
+            input_retention,
+        } => {
+            let retention = tandem_core::RetentionSettings {
+                input_secs: input_retention
+                    .map(|s| check_secs(Some(s)))
+                    .transpose()?
+                    .flatten(),
+            };
+            let view = create(&target, &id, retention)?;
             output(args.control.json, &view, || print_channel(&view))
         }
         ChannelCommand::Show { id } => {
@@ -86,6 +107,25 @@ pub fn run(
                     println!("{}\t{}\t{}", v.id, v.output, states.join(", "));
                 }
             })
+        }
+        ChannelCommand::Retention {
+            id,
+            input_retention,
+        } => {
+            let secs = if input_retention.eq_ignore_ascii_case("off") {
+                None
+            } else {
+                let s = input_retention.parse::<u64>().with_context(|| {
+                    format!("{input_retention:?} is not a number of seconds or 'off'")
+                })?;
+                check_secs(Some(s))?
+            };
+            let view = set_retention(
+                &target,
+                &id,
+                tandem_core::RetentionSettings { input_secs: secs },
+            )?;
+            output(args.control.json, &view, || print_channel(&view))
         }
         ChannelCommand::Delete { id } => {
             delete(&target, &id)?;
@@ -124,13 +164,31 @@ pub fn print_channel(v: &ChannelView) {
     }
     println!();
     println!("output: {}", v.output);
+    if let Some(secs) = v.retention.input_secs {
+        println!("input history: {secs} s");
+    }
+    if let Some([b0, b1]) = v.stored_bytes {
+        println!("stored: input 0 {b0} bytes, input 1 {b1} bytes");
+    }
+}
+
+/// A retention in seconds: at least one (`off` means none).
+fn check_secs(secs: Option<u64>) -> anyhow::Result<Option<u64>> {
+    match secs {
+        Some(0) => bail!("an input retention of 0 s keeps nothing; use 'off' for none"),
+        other => Ok(other),
+    }
 }
 
 fn parse_id(id: &str) -> anyhow::Result<ChannelId> {
     Ok(ChannelId::parse(id)?)
 }
 
-fn create(target: &Target, id: &str) -> anyhow::Result<ChannelView> {
+fn create(
+    target: &Target,
+    id: &str,
+    retention: tandem_core::RetentionSettings,
+) -> anyhow::Result<ChannelView> {
     let cid = parse_id(id)?;
     match target {
         Target::Api { .. } => {
@@ -138,12 +196,13 @@ fn create(target: &Target, id: &str) -> anyhow::Result<ChannelView> {
                 target,
                 "POST",
                 "/api/v1/channels",
-                Some(serde_json::json!({ "id": id }).to_string()),
+                Some(serde_json::json!({ "id": id, "retention": retention }).to_string()),
             )?;
             Ok(serde_json::from_str(&text)?)
         }
         Target::Database { data, base_url } => {
-            let spec = new_channel_spec(&cid, SystemTime::now())?;
+            let mut spec = new_channel_spec(&cid, SystemTime::now())?;
+            spec.retention = retention;
             open_db(data)?.insert(&spec)?;
             Ok(channel_view(&spec, base_url, None))
         }
@@ -160,6 +219,29 @@ fn show(target: &Target, id: &str) -> anyhow::Result<ChannelView> {
             let spec = open_db(data)?
                 .get(&cid)?
                 .with_context(|| format!("channel {cid} does not exist"))?;
+            Ok(channel_view(&spec, base_url, None))
+        }
+    }
+}
+
+fn set_retention(
+    target: &Target,
+    id: &str,
+    retention: tandem_core::RetentionSettings,
+) -> anyhow::Result<ChannelView> {
+    let cid = parse_id(id)?;
+    match target {
+        Target::Api { .. } => Ok(serde_json::from_str(
+            &api_call(
+                target,
+                "PATCH",
+                &format!("/api/v1/channels/{cid}"),
+                Some(serde_json::json!({ "retention": retention }).to_string()),
+            )?
+            .1,
+        )?),
+        Target::Database { data, base_url } => {
+            let spec = open_db(data)?.set_retention(&cid, retention)?;
             Ok(channel_view(&spec, base_url, None))
         }
     }

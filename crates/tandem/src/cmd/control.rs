@@ -130,6 +130,11 @@ pub fn api_call(
             .header("Authorization", &auth)
             .content_type("application/json")
             .send(b),
+        ("PATCH", Some(b)) => agent
+            .patch(&full)
+            .header("Authorization", &auth)
+            .content_type("application/json")
+            .send(b),
         ("DELETE", _) => agent.delete(&full).header("Authorization", &auth).call(),
         _ => agent.get(&full).header("Authorization", &auth).call(),
     }
