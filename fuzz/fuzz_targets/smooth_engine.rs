@@ -19,12 +19,36 @@ use tandem_smooth::{
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    Start { p: bool, stream: u8, event: Option<u8>, tracks: Vec<(u8, u8, bool)> },
-    Fragment { p: bool, stream: u8, track: (u8, u8), time: u64, duration: u32 },
-    Next { p: bool, track: (u8, u8), skip: u8 },
-    Drop { p: bool, stream: u8 },
-    End { p: bool, stream: u8, mfra: bool },
-    Tick { ms: u16 },
+    Start {
+        p: bool,
+        stream: u8,
+        event: Option<u8>,
+        tracks: Vec<(u8, u8, bool)>,
+    },
+    Fragment {
+        p: bool,
+        stream: u8,
+        track: (u8, u8),
+        time: u64,
+        duration: u32,
+    },
+    Next {
+        p: bool,
+        track: (u8, u8),
+        skip: u8,
+    },
+    Drop {
+        p: bool,
+        stream: u8,
+    },
+    End {
+        p: bool,
+        stream: u8,
+        mfra: bool,
+    },
+    Tick {
+        ms: u16,
+    },
     Stop,
     Reboot,
 }
@@ -34,7 +58,10 @@ fn pipeline(p: bool) -> Pipeline {
 }
 
 fn key((name, rate): (u8, u8)) -> TrackKey {
-    TrackKey::new(format!("t{}", name % 3), 100_000 * (u32::from(rate % 3) + 1))
+    TrackKey::new(
+        format!("t{}", name % 3),
+        100_000 * (u32::from(rate % 3) + 1),
+    )
 }
 
 fn track((name, rate, odd): (u8, u8, bool)) -> Track {
@@ -48,19 +75,36 @@ fn track((name, rate, odd): (u8, u8, bool)) -> Track {
         codec_private_data: "1190".into(),
         language: None,
         media: if name % 2 == 0 {
-            TrackMedia::Audio { sampling_rate: 48_000, channels: 2, bits_per_sample: 16, packet_size: 4, audio_tag: 255 }
+            TrackMedia::Audio {
+                sampling_rate: 48_000,
+                channels: 2,
+                bits_per_sample: 16,
+                packet_size: 4,
+                audio_tag: 255,
+            }
         } else {
-            TrackMedia::Video { max_width: 640, max_height: 360, display_width: None, display_height: None, nal_unit_length_field: None }
+            TrackMedia::Video {
+                max_width: 640,
+                max_height: 360,
+                display_width: None,
+                display_height: None,
+                nal_unit_length_field: None,
+            }
         },
     }
 }
 
 fn snapshot(m: &SmoothMerge) -> Vec<(TrackKey, Vec<u64>)> {
-    m.tracks().map(|t| (t.key(), m.timeline(&t.key()).map(|f| f.time).collect())).collect()
+    m.tracks()
+        .map(|t| (t.key(), m.timeline(&t.key()).map(|f| f.time).collect()))
+        .collect()
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let cfg = SmoothConfig { dvr_window: Duration::from_secs(20), ..SmoothConfig::default() };
+    let cfg = SmoothConfig {
+        dvr_window: Duration::from_secs(20),
+        ..SmoothConfig::default()
+    };
     let t0 = Instant::now();
     let mut now = t0;
     let mut m = SmoothMerge::new(cfg.clone());
@@ -69,7 +113,12 @@ fuzz_target!(|ops: Vec<Op>| {
     for op in ops.into_iter().take(300) {
         now += Duration::from_millis(7);
         match op {
-            Op::Start { p, stream, event, tracks } => {
+            Op::Start {
+                p,
+                stream,
+                event,
+                tracks,
+            } => {
                 let s = StreamStart {
                     pipeline: pipeline(p),
                     stream: format!("s{}", stream % 4),
@@ -78,16 +127,25 @@ fuzz_target!(|ops: Vec<Op>| {
                 };
                 let _ = m.on_stream_started(now, &s);
             }
-            Op::Fragment { p, stream, track, time, duration } => {
-                m.on_fragment(now, FragmentNotice {
-                    pipeline: pipeline(p),
-                    stream: format!("s{}", stream % 4),
-                    track: key(track),
-                    time,
-                    duration: u64::from(duration),
-                    bytes: 1,
-                    storage_key: format!("{p}/{time}"),
-                });
+            Op::Fragment {
+                p,
+                stream,
+                track,
+                time,
+                duration,
+            } => {
+                m.on_fragment(
+                    now,
+                    FragmentNotice {
+                        pipeline: pipeline(p),
+                        stream: format!("s{}", stream % 4),
+                        track: key(track),
+                        time,
+                        duration: u64::from(duration),
+                        bytes: 1,
+                        storage_key: format!("{p}/{time}"),
+                    },
+                );
             }
             Op::Next { p, track, skip } => {
                 let k = key(track);
@@ -95,21 +153,28 @@ fuzz_target!(|ops: Vec<Op>| {
                 *n += u64::from(skip % 3);
                 let time = 1_000_000_000 + *n * 20_000_000;
                 *n += 1;
-                m.on_fragment(now, FragmentNotice {
-                    pipeline: pipeline(p),
-                    stream: "s0".into(),
-                    track: k,
-                    time,
-                    duration: 20_000_000,
-                    bytes: 1,
-                    storage_key: format!("{p}/{time}"),
-                });
+                m.on_fragment(
+                    now,
+                    FragmentNotice {
+                        pipeline: pipeline(p),
+                        stream: "s0".into(),
+                        track: k,
+                        time,
+                        duration: 20_000_000,
+                        bytes: 1,
+                        storage_key: format!("{p}/{time}"),
+                    },
+                );
             }
             Op::Drop { p, stream } => {
                 m.on_connection_dropped(now, pipeline(p), &format!("s{}", stream % 4));
             }
             Op::End { p, stream, mfra } => {
-                let how = if mfra { EndOfStream::Mfra } else { EndOfStream::Eos };
+                let how = if mfra {
+                    EndOfStream::Mfra
+                } else {
+                    EndOfStream::Eos
+                };
                 m.on_stream_ended(now, pipeline(p), &format!("s{}", stream % 4), how);
             }
             Op::Tick { ms } => {
@@ -129,12 +194,22 @@ fuzz_target!(|ops: Vec<Op>| {
         let snap = snapshot(&m);
         if m.presentation().0 == prev.0 {
             for (k, times) in &snap {
-                let Some((_, old)) = prev.1.iter().find(|(o, _)| o == k) else { continue };
+                let Some((_, old)) = prev.1.iter().find(|(o, _)| o == k) else {
+                    continue;
+                };
                 let before: BTreeSet<u64> = old.iter().copied().collect();
                 let kept = times.iter().take_while(|t| before.contains(t)).count();
                 assert!(old.ends_with(&times[..kept]), "{k}: only the front leaves");
-                assert!(times[kept..].iter().all(|t| !before.contains(t)), "{k}: only the end grows");
-                assert!(times[kept..].first().is_none_or(|t| old.last().is_none_or(|l| t > l)), "{k}: appended after the end");
+                assert!(
+                    times[kept..].iter().all(|t| !before.contains(t)),
+                    "{k}: only the end grows"
+                );
+                assert!(
+                    times[kept..]
+                        .first()
+                        .is_none_or(|t| old.last().is_none_or(|l| t > l)),
+                    "{k}: appended after the end"
+                );
             }
         }
         if let Some(xml) = m.client_manifest() {

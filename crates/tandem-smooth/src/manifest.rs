@@ -128,6 +128,8 @@ fn rescale(x: u64, from: u64, to: u64) -> u64 {
 }
 
 type Fragments = BTreeMap<u64, OutFragment>;
+/// A stream index: its tracks, and the union of their times (time → duration).
+type StreamTimeline<'a, 'b> = (&'b [(&'a Track, &'a Fragments)], BTreeMap<u64, u64>);
 
 /// The client manifest for these tracks and their output, or `None` while
 /// no track has a fragment.
@@ -142,7 +144,7 @@ pub(crate) fn write<'a>(
         streams.entry((t.kind(), &t.name)).or_default().push((t, f));
     }
     // Each stream index's timeline: the union of its tracks' times.
-    let timelines: Vec<(&[(&Track, &Fragments)], BTreeMap<u64, u64>)> = streams
+    let timelines: Vec<StreamTimeline> = streams
         .values()
         .map(|tracks| {
             let mut times = BTreeMap::new();
@@ -207,7 +209,7 @@ fn write_stream(
     minor: MinorVersion,
 ) {
     let mut levels: Vec<&Track> = tracks.iter().map(|(t, _)| *t).collect();
-    levels.sort_by(|a, b| b.bitrate.cmp(&a.bitrate));
+    levels.sort_by_key(|t| std::cmp::Reverse(t.bitrate));
     let Some(first) = levels.first() else { return };
     let name = esc(&first.name);
     let kind = first.kind();
@@ -310,8 +312,7 @@ struct Run {
 
 impl Run {
     fn end(&self) -> u64 {
-        self.start
-            .saturating_add(self.d.saturating_mul(self.r))
+        self.start.saturating_add(self.d.saturating_mul(self.r))
     }
 }
 
@@ -372,14 +373,10 @@ mod tests {
 
     #[test]
     fn equal_durations_collapse_into_r_and_jumps_carry_t() {
-        let times: BTreeMap<u64, u64> =
-            [(0, 2), (2, 2), (4, 2), (6, 1), (10, 2), (12, 2)].into();
+        let times: BTreeMap<u64, u64> = [(0, 2), (2, 2), (4, 2), (6, 1), (10, 2), (12, 2)].into();
         let r = runs(&times, MinorVersion::V2);
         let got: Vec<_> = r.iter().map(|r| (r.t, r.d, r.r)).collect();
-        assert_eq!(
-            got,
-            [(Some(0), 2, 3), (None, 1, 1), (Some(10), 2, 2)]
-        );
+        assert_eq!(got, [(Some(0), 2, 3), (None, 1, 1), (Some(10), 2, 2)]);
         let v0 = runs(&times, MinorVersion::V0);
         assert_eq!(v0.len(), 6);
         assert!(v0.iter().all(|r| r.r == 1));

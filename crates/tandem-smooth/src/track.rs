@@ -182,7 +182,7 @@ impl Track {
             );
         }
         let hex_ok = self.codec_private_data.len() <= MAX_CODEC_HEX
-            && self.codec_private_data.len() % 2 == 0
+            && self.codec_private_data.len().is_multiple_of(2)
             && self
                 .codec_private_data
                 .bytes()

@@ -10,7 +10,7 @@
 //!    restarts, every step keeps the engine's invariants and the output of
 //!    a presentation only loses fragments at its front and gains them at
 //!    its end.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
 
 mod support;
 
@@ -26,7 +26,10 @@ use tandem_smooth::{
 const D: u64 = 20_000_000;
 
 fn keys() -> [TrackKey; 2] {
-    [TrackKey::new("video", 1_000_000), TrackKey::new("audio", 128_000)]
+    [
+        TrackKey::new("video", 1_000_000),
+        TrackKey::new("audio", 128_000),
+    ]
 }
 
 fn start(m: &mut SmoothMerge, now: Instant, p: usize, event: Option<String>) -> Vec<Event> {
@@ -150,11 +153,26 @@ enum Op {
     /// Pipeline `p` sends its next fragment of track `ti`, or `back`
     /// fragments back (a resend or a restart), shifted off the grid by
     /// `skew` units.
-    Frag { p: usize, ti: usize, back: u8, skew: u64, lose: bool },
-    Drop { p: usize },
-    Start { p: usize, event: Option<u8> },
-    End { p: usize },
-    Tick { ms: u64 },
+    Frag {
+        p: usize,
+        ti: usize,
+        back: u8,
+        skew: u64,
+        lose: bool,
+    },
+    Drop {
+        p: usize,
+    },
+    Start {
+        p: usize,
+        event: Option<u8>,
+    },
+    End {
+        p: usize,
+    },
+    Tick {
+        ms: u64,
+    },
     Reboot,
 }
 

@@ -49,7 +49,10 @@ fn publishing_point(cfg: SmoothConfig) -> H {
 }
 
 fn golden(name: &str) -> String {
-    let path = format!("{}/../../testdata/smooth/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../testdata/smooth/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -73,7 +76,10 @@ fn minor_version_0_writes_one_c_per_fragment() {
         ..SmoothConfig::default()
     });
     let xml = h.m.client_manifest().unwrap();
-    assert!(xml.contains("MajorVersion=\"2\" MinorVersion=\"0\""), "{xml}");
+    assert!(
+        xml.contains("MajorVersion=\"2\" MinorVersion=\"0\""),
+        "{xml}"
+    );
     assert!(xml.contains("LookAheadFragmentCount=\"0\" DVRWindowLength=\"600000000\""));
     assert!(!xml.contains(" r=\""), "{xml}");
     assert_eq!(parse(&xml), expected(&h));
@@ -148,8 +154,16 @@ fn parse(xml: &str) -> Parsed {
     }
     assert!(root_seen);
     for (name, (levels, chunks)) in declared {
-        assert_eq!(out[&name].2.len(), levels, "{name}: QualityLevels counts them");
-        assert_eq!(out[&name].3.len(), chunks, "{name}: Chunks counts the fragments");
+        assert_eq!(
+            out[&name].2.len(),
+            levels,
+            "{name}: QualityLevels counts them"
+        );
+        assert_eq!(
+            out[&name].3.len(),
+            chunks,
+            "{name}: Chunks counts the fragments"
+        );
     }
     out
 }
@@ -191,7 +205,10 @@ fn the_manifest_parsed_back_is_the_engine_timeline_each_time_once_in_order() {
     let video = &parsed["video"].3;
     assert_eq!(video.len(), 5);
     assert!(video.windows(2).all(|w| w[0].0 < w[1].0));
-    assert!(!video.iter().any(|&(t, _)| t == T0 + 3 * D), "the gap stays a gap");
+    assert!(
+        !video.iter().any(|&(t, _)| t == T0 + 3 * D),
+        "the gap stays a gap"
+    );
     // Every fragment the manifest names resolves to a stored copy.
     for (name, (_, _, bitrates, times)) in &parsed {
         for &b in bitrates {

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use support::{D, H, T0, tk, video, vkey};
 use tandem_core::{InputState, Pipeline};
-use tandem_smooth::{
-    Event, RejectReason, SmoothConfig, SmoothError, SmoothMerge, StreamStart,
-};
+use tandem_smooth::{Event, RejectReason, SmoothConfig, SmoothError, SmoothMerge, StreamStart};
 
 fn both_started() -> H {
     let mut h = H::new(SmoothConfig::default());
@@ -238,7 +236,10 @@ fn a_new_events_id_starts_a_new_presentation_and_refuses_the_old_one() {
         .iter()
         .filter(|e| matches!(e, Event::FragmentRemoved { .. }))
         .count();
-    assert_eq!(removed, 2, "the old presentation's fragments are given back");
+    assert_eq!(
+        removed, 2,
+        "the old presentation's fragments are given back"
+    );
     assert_eq!(h.out(), []);
     assert_eq!(h.m.presentation(), (1, Some("1585239999")));
     // The new event's encoder starts its times again from 0.
@@ -248,10 +249,13 @@ fn a_new_events_id_starts_a_new_presentation_and_refuses_the_old_one() {
     let ev = h.frag(6.2, 1, 2);
     assert!(matches!(
         ev[..],
-        [.., Event::Rejected {
-            reason: RejectReason::OldPresentation,
-            ..
-        }]
+        [
+            ..,
+            Event::Rejected {
+                reason: RejectReason::OldPresentation,
+                ..
+            }
+        ]
     ));
     let old = StreamStart {
         pipeline: Pipeline::P1,
@@ -278,12 +282,19 @@ fn the_manifest_goes_from_live_to_ended_only_when_both_encoders_ended() {
     h.end(5.0, 0);
     assert!(!h.m.is_ended());
     let live = h.m.client_manifest().unwrap();
-    assert!(live.contains(" IsLive=\"TRUE\" LookAheadFragmentCount=\"2\" DVRWindowLength=\"18000000000\""), "{live}");
+    assert!(
+        live.contains(
+            " IsLive=\"TRUE\" LookAheadFragmentCount=\"2\" DVRWindowLength=\"18000000000\""
+        ),
+        "{live}"
+    );
     let ev = h.end(5.5, 1);
     assert!(ev.contains(&Event::Ended { at: h.at(5.5) }));
     let done = h.m.client_manifest().unwrap();
     assert!(
-        done.contains("MinorVersion=\"2\" TimeScale=\"10000000\" Duration=\"40000000\" IsLive=\"FALSE\">"),
+        done.contains(
+            "MinorVersion=\"2\" TimeScale=\"10000000\" Duration=\"40000000\" IsLive=\"FALSE\">"
+        ),
         "{done}"
     );
     assert!(!done.contains("DVRWindowLength"));
@@ -291,10 +302,13 @@ fn the_manifest_goes_from_live_to_ended_only_when_both_encoders_ended() {
     let ev = h.frag(6.0, 0, 2);
     assert!(matches!(
         ev[..],
-        [.., Event::Rejected {
-            reason: RejectReason::Ended,
-            ..
-        }]
+        [
+            ..,
+            Event::Rejected {
+                reason: RejectReason::Ended,
+                ..
+            }
+        ]
     ));
     assert_eq!(h.out().len(), 2);
 }
@@ -349,7 +363,10 @@ fn the_dvr_window_bounds_the_output_and_reports_what_leaves_it() {
     assert!(h.m.fragment(1_000_000, "video", tk(2)).is_none());
     let m = h.m.client_manifest().unwrap();
     assert!(m.contains("DVRWindowLength=\"100000000\""), "{m}");
-    assert!(m.contains(&format!("<c t=\"{}\" d=\"{D}\" r=\"5\"/>", tk(3))), "{m}");
+    assert!(
+        m.contains(&format!("<c t=\"{}\" d=\"{D}\" r=\"5\"/>", tk(3))),
+        "{m}"
+    );
 }
 
 #[test]
@@ -397,7 +414,14 @@ fn a_track_that_contradicts_its_stream_index_is_refused() {
         })
     );
     // A fragment for a track its push did not declare is refused.
-    let ev = h.frag_at(2.0, 0, "s1", tandem_smooth::TrackKey::new("video", 5), T0, D);
+    let ev = h.frag_at(
+        2.0,
+        0,
+        "s1",
+        tandem_smooth::TrackKey::new("video", 5),
+        T0,
+        D,
+    );
     assert!(matches!(
         ev[..],
         [Event::Rejected {

@@ -56,8 +56,8 @@ mod saved;
 mod timeline;
 
 pub use saved::{RestoreError, SavedFragment, SavedSmooth, SavedStream, SavedTimeline};
-pub use timeline::{MAX_PENDING, OutFragment};
 use timeline::Timeline;
+pub use timeline::{MAX_PENDING, OutFragment};
 
 /// How a publishing point merges. Defaults follow the channel contract.
 #[derive(Debug, Clone, PartialEq)]
@@ -737,7 +737,12 @@ impl SmoothMerge {
         let mays: Vec<[bool; 2]> = self
             .timelines
             .keys()
-            .map(|k| [self.may_deliver(Pipeline::P0, k), self.may_deliver(Pipeline::P1, k)])
+            .map(|k| {
+                [
+                    self.may_deliver(Pipeline::P0, k),
+                    self.may_deliver(Pipeline::P1, k),
+                ]
+            })
             .collect();
         for (tl, may) in self.timelines.values_mut().zip(mays) {
             tl.release(now, threshold, may, force, window, ev);
@@ -765,7 +770,10 @@ impl SmoothMerge {
             let first = *timescales.entry(&tl.track.name).or_insert(here);
             assert_eq!(first, here, "{k}: one timescale and type per stream index");
             if self.ended {
-                assert!(tl.pending.is_empty(), "{k}: an ended output has nothing waiting");
+                assert!(
+                    tl.pending.is_empty(),
+                    "{k}: an ended output has nothing waiting"
+                );
             }
         }
         assert!(self.previous_events.len() <= MAX_PREVIOUS_EVENTS);

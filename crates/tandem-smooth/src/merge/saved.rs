@@ -301,7 +301,11 @@ impl SmoothMerge {
             timelines,
             presentation: saved.presentation,
             event: saved.event.clone(),
-            previous_events: saved.previous_events.iter().cloned().collect::<VecDeque<_>>(),
+            previous_events: saved
+                .previous_events
+                .iter()
+                .cloned()
+                .collect::<VecDeque<_>>(),
             ended,
             fragment_duration: saved.fragment_duration_ms.map(Duration::from_millis),
             counters: saved.counters,

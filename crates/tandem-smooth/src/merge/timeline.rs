@@ -146,7 +146,11 @@ impl Timeline {
             .range(..t)
             .next_back()
             .is_some_and(|(k, w)| k.saturating_add(w.duration) > t);
-        let overlaps_after = self.pending.range(t..).next().is_some_and(|(k, _)| *k < end);
+        let overlaps_after = self
+            .pending
+            .range(t..)
+            .next()
+            .is_some_and(|(k, _)| *k < end);
         if overlaps_before || overlaps_after {
             ev.push(self.rejected(now, n, RejectReason::Misaligned));
             return;
@@ -238,7 +242,8 @@ impl Timeline {
         while let Some((&m, w)) = self.pending.first_key_value() {
             if self.next != Some(m) {
                 let waited = now.saturating_duration_since(w.since) >= threshold;
-                let settled = !self.awaited(Pipeline::P0, may, m) && !self.awaited(Pipeline::P1, may, m);
+                let settled =
+                    !self.awaited(Pipeline::P0, may, m) && !self.awaited(Pipeline::P1, may, m);
                 if !(force || waited || settled || self.pending.len() > MAX_PENDING) {
                     break;
                 }
@@ -349,13 +354,26 @@ impl Timeline {
             assert_eq!(t, o.time, "{}: keyed by its own time", self.key());
             assert!(o.duration > 0, "{}: fragment at {t} lasts 0", self.key());
             if let Some(e) = prev_end {
-                assert!(e <= t, "{}: fragment at {t} overlaps the one before", self.key());
+                assert!(
+                    e <= t,
+                    "{}: fragment at {t} overlaps the one before",
+                    self.key()
+                );
             }
-            assert!(o.copies[o.from.index()], "{}: served copy not delivered", self.key());
+            assert!(
+                o.copies[o.from.index()],
+                "{}: served copy not delivered",
+                self.key()
+            );
             prev_end = Some(o.end());
         }
         if let Some(e) = prev_end {
-            assert_eq!(self.next, Some(e), "{}: next starts at the last end", self.key());
+            assert_eq!(
+                self.next,
+                Some(e),
+                "{}: next starts at the last end",
+                self.key()
+            );
             let horizon = e.saturating_sub(self.window_units(window));
             if let Some(first) = self.out.values().next() {
                 assert!(first.end() > horizon, "{}: DVR window exceeded", self.key());
@@ -366,9 +384,17 @@ impl Timeline {
             if let Some(e) = prev_end {
                 assert!(e <= t, "{}: pending {t} overlaps", self.key());
             }
-            assert!(w.copies[w.from.index()], "{}: pending copy not delivered", self.key());
+            assert!(
+                w.copies[w.from.index()],
+                "{}: pending copy not delivered",
+                self.key()
+            );
             prev_end = Some(t.saturating_add(w.duration));
         }
-        assert!(self.pending.len() <= MAX_PENDING + 1, "{}: pending unbounded", self.key());
+        assert!(
+            self.pending.len() <= MAX_PENDING + 1,
+            "{}: pending unbounded",
+            self.key()
+        );
     }
 }

@@ -21,7 +21,8 @@ pub fn video(bitrate: u32) -> Track {
         bitrate,
         timescale: 10_000_000,
         four_cc: "H264".into(),
-        codec_private_data: "000000016764001FACD9405005BB011000000300100000030320F18319600000000168EBECB22C".into(),
+        codec_private_data:
+            "000000016764001FACD9405005BB011000000300100000030320F18319600000000168EBECB22C".into(),
         language: None,
         media: TrackMedia::Video {
             max_width: 1280,
