@@ -128,8 +128,9 @@ proptest! {
             prev = out;
         }
         // A track's first fragment that one encoder lost waits the loss
-        // threshold for that encoder's first (it might start earlier).
-        let later = t0 + Duration::from_millis(5 * step as u64) + Duration::from_secs(3);
+        // threshold (1.5 × the longest fragment, < 2.1 s here) for that
+        // encoder's first: it might start earlier.
+        let later = t0 + Duration::from_millis(5 * step as u64) + Duration::from_secs(4);
         m.on_tick(later);
         m.check_invariants();
         let out = outputs(&m);
