@@ -190,9 +190,7 @@ impl RawBox {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BoxError {
-    #[error(
-        "byte {offset}: box type {found} is not four printable characters; is this ISO-BMFF?"
-    )]
+    #[error("byte {offset}: box type {found} is not four printable characters; is this ISO-BMFF?")]
     BadType { offset: u64, found: FourCc },
     #[error("byte {offset}: {box_type} box declares {size} bytes, less than its {min}-byte header")]
     SizeBelowHeader {

@@ -95,11 +95,11 @@ impl BoxReader {
             let take = match &mut self.partial {
                 Partial::Header => {
                     // settle() left an incomplete header: ask for what it needs.
-                    let need = match parse_header(&self.buf[self.ready_len..], self.partial_offset())
-                    {
-                        Ok(HeaderParse::NeedMore(n)) => n,
-                        _ => 8,
-                    };
+                    let need =
+                        match parse_header(&self.buf[self.ready_len..], self.partial_offset()) {
+                            Ok(HeaderParse::NeedMore(n)) => n,
+                            _ => 8,
+                        };
                     need.saturating_sub(partial_len as usize).max(1)
                 }
                 Partial::Body { remaining, .. } => {
@@ -212,6 +212,15 @@ impl BoxReader {
         self.ready_len -= len;
         self.base += len as u64;
         Some((first, self.buf.split_to(len).freeze()))
+    }
+
+    /// Drops everything held, keeping the error (if any) and the offsets.
+    pub(crate) fn discard(&mut self) {
+        self.base += self.buf.len() as u64;
+        self.buf = BytesMut::new();
+        self.ready.clear();
+        self.ready_len = 0;
+        self.partial = Partial::Header;
     }
 
     fn partial_offset(&self) -> u64 {

@@ -94,10 +94,11 @@ impl ManifestTrack {
     /// `CodecPrivateData` as a client manifest writes it: upper-case hex.
     pub fn codec_private_data_hex(&self) -> Option<String> {
         self.codec_private_data.as_ref().map(|d| {
-            d.iter().fold(String::with_capacity(d.len() * 2), |mut s, b| {
-                s.push_str(&format!("{b:02X}"));
-                s
-            })
+            d.iter()
+                .fold(String::with_capacity(d.len() * 2), |mut s, b| {
+                    s.push_str(&format!("{b:02X}"));
+                    s
+                })
         })
     }
 
@@ -116,9 +117,13 @@ impl ManifestTrack {
 pub enum ManifestError {
     #[error(transparent)]
     Box(#[from] BoxError),
-    #[error("live server manifest at byte {offset} is not UTF-8 (bad byte at {position} of the XML)")]
+    #[error(
+        "live server manifest at byte {offset} is not UTF-8 (bad byte at {position} of the XML)"
+    )]
     NotUtf8 { offset: u64, position: usize },
-    #[error("live server manifest at byte {offset}: XML error near byte {position} of the XML: {message}")]
+    #[error(
+        "live server manifest at byte {offset}: XML error near byte {position} of the XML: {message}"
+    )]
     Xml {
         offset: u64,
         position: u64,
@@ -231,7 +236,8 @@ impl LiveServerManifest {
                 }
                 (_, "param") => {
                     if let Some(t) = current.as_mut() {
-                        let get = |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                        let get =
+                            |k: &str| attrs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                         if let Some(n) = get("name") {
                             t.params.push((n, get("value").unwrap_or_default()));
                         }
@@ -279,10 +285,13 @@ impl LiveServerManifest {
                 element: kind_name(&t.kind).to_owned(),
             });
         };
-        t.system_bitrate = bitrate
-            .trim()
-            .parse()
-            .map_err(|_| bad("systemBitrate", "a whole number of bits per second", &bitrate))?;
+        t.system_bitrate = bitrate.trim().parse().map_err(|_| {
+            bad(
+                "systemBitrate",
+                "a whole number of bits per second",
+                &bitrate,
+            )
+        })?;
         fn num<T: std::str::FromStr>(
             t: &ManifestTrack,
             name: &str,
@@ -314,7 +323,8 @@ impl LiveServerManifest {
         t.codec_private_data = match t.param("CodecPrivateData") {
             None => None,
             Some(hex) => Some(
-                decode_hex(hex.trim()).ok_or_else(|| bad("CodecPrivateData", "hexadecimal", hex))?,
+                decode_hex(hex.trim())
+                    .ok_or_else(|| bad("CodecPrivateData", "hexadecimal", hex))?,
             ),
         };
         self.tracks.push(t);

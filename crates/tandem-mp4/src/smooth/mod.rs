@@ -87,13 +87,17 @@ pub enum SmoothError {
     MdatWithoutMoof { offset: u64 },
     #[error("byte {offset}: moof has {count} traf boxes, a Smooth fragment has exactly 1")]
     TrackFragmentCount { offset: u64, count: usize },
-    #[error("byte {offset}: fragment of track {track_id}, which moov does not list (tracks {known:?})")]
+    #[error(
+        "byte {offset}: fragment of track {track_id}, which moov does not list (tracks {known:?})"
+    )]
     UnknownTrack {
         offset: u64,
         track_id: u32,
         known: Vec<u32>,
     },
-    #[error("byte {offset}: fragment of track {track_id} has no tfxd box, so it has no Smooth time")]
+    #[error(
+        "byte {offset}: fragment of track {track_id} has no tfxd box, so it has no Smooth time"
+    )]
     MissingTfxd { offset: u64, track_id: u32 },
 }
 
@@ -129,11 +133,11 @@ impl SmoothReader {
 
     /// The next bytes of the body.
     pub fn push(&mut self, data: &[u8]) {
-        if self.checked {
-            return self.boxes.push(data);
-        }
         if self.error.is_some() {
             return;
+        }
+        if self.checked {
+            return self.boxes.push(data);
         }
         let take = (8 - self.prefix.len()).min(data.len());
         self.prefix.extend_from_slice(&data[..take]);
@@ -172,6 +176,8 @@ impl SmoothReader {
         }
         let result = self.next_item();
         if let Err(e) = &result {
+            // Nothing after an error is handed out: let go of it now.
+            self.boxes.discard();
             self.error = Some(e.clone());
         }
         result
