@@ -45,7 +45,11 @@ impl RenditionMerge {
         let Some(src) = self.inputs[i].segs.get(&in_msn).cloned() else {
             return;
         };
-        let mut discontinuity = discontinuity || std::mem::take(&mut self.gap);
+        let restarting = std::mem::take(&mut self.restarting);
+        let mut discontinuity = discontinuity || std::mem::take(&mut self.gap) || restarting;
+        let offset_of = |next: u64| {
+            i64::try_from(next).unwrap_or(i64::MAX) - i64::try_from(in_msn).unwrap_or(0)
+        };
         if self.target.is_none() {
             discontinuity |= self.resumed_at.is_some();
             self.target = Some(
@@ -54,22 +58,32 @@ impl RenditionMerge {
                     .max(src.seg.duration.ceil() as u64)
                     .max(1),
             );
-            self.next_msn = in_msn.max(self.resumed_at.unwrap_or(0));
+            self.next_msn = in_msn.max(self.resumed_at.unwrap_or(0)).max(self.next_msn);
             self.header = self.inputs[i].header.clone();
+            // Redundant encoders number segments identically.
             for q in Pipeline::BOTH {
-                self.inputs[idx(q)].offset = Some(0);
+                self.inputs[idx(q)].offset = Some(offset_of(self.next_msn));
             }
         }
-        if discontinuity && !self.on_timeline(p) {
+        if restarting {
+            // The other pipeline's numbering relative to this one, when
+            // both are on the timeline.
+            let o = p.other();
+            let kept = (self.on_timeline(p) && self.on_timeline(o))
+                .then(|| {
+                    let (a, b) = (self.inputs[i].offset, self.inputs[idx(o)].offset);
+                    b.zip(a).map(|(b, a)| b.saturating_sub(a))
+                })
+                .flatten();
+            self.start_timeline(p, offset_of(self.next_msn), kept);
+        } else if discontinuity && !self.on_timeline(p) {
             self.timeline += 1;
         }
         let inp = &mut self.inputs[i];
         if inp.timeline != Some(self.timeline) {
             inp.timeline = Some(self.timeline);
         }
-        inp.offset = Some(
-            i64::try_from(self.next_msn).unwrap_or(i64::MAX) - i64::try_from(in_msn).unwrap_or(0),
-        );
+        inp.offset = Some(offset_of(self.next_msn));
         inp.emitted = Some(inp.emitted.map_or(in_msn, |e| e.max(in_msn)));
         let seg = OutSeg {
             media_sequence: self.next_msn,
@@ -141,7 +155,7 @@ impl RenditionMerge {
                 self.set_state(now, p, InputState::Lost, ev);
             }
         }
-        if self.ended {
+        if self.ended && !self.try_resume(now, ev) {
             return;
         }
         // Bounded: each pass appends a segment, switches once, or stops.
@@ -152,7 +166,9 @@ impl RenditionMerge {
         }
         let both_ended = self.inputs.iter().all(|i| i.ended);
         let exhausted = |p: Pipeline| self.candidate(p).is_none_or(|(_, c, _)| !c.complete);
+        // A reset output waits, live, for its first segment.
         if both_ended
+            && !self.restarting
             && self
                 .active
                 .is_some_and(|a| exhausted(a) && exhausted(a.other()))
@@ -205,6 +221,10 @@ impl RenditionMerge {
             .candidate(a)
             .map(|(msn, c, aligned)| (c.complete, c.first_seen, aligned, msn, c.seg.uri.clone()))
         {
+            // The active pipeline restarted and the other is aligned and
+            // receiving: its next segment continues the output seamlessly,
+            // so wait for it rather than break the timeline.
+            Some((true, ..)) if other_aligned => false,
             Some((true, _, aligned, msn, _)) => {
                 self.append(now, a, msn, !aligned, false, ev);
                 true

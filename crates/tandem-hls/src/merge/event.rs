@@ -18,6 +18,8 @@ pub enum SwitchReason {
     Restarted,
     /// The preferred pipeline has been healthy for the hold-down time.
     Preferred,
+    /// The output had ended and resumed on this pipeline.
+    Resumed,
 }
 
 impl SwitchReason {
@@ -28,6 +30,7 @@ impl SwitchReason {
             Self::Ended => "ended",
             Self::Restarted => "restarted",
             Self::Preferred => "preferred",
+            Self::Resumed => "resumed",
         }
     }
 }
@@ -78,7 +81,18 @@ pub enum Event {
         pipeline: Pipeline,
         source_uri: String,
     },
-    Ended {
+    /// Both pipelines ended: the output carries `EXT-X-ENDLIST`.
+    Ended { at: Instant },
+    /// The output had ended and a pipeline started again: output segment
+    /// `media_sequence`, from `pipeline`, carries `EXT-X-DISCONTINUITY`
+    /// and the playlist no longer ends.
+    Resumed {
         at: Instant,
+        pipeline: Pipeline,
+        media_sequence: u64,
     },
+    /// An operator reset the output: the window emptied (a
+    /// [`Event::SegmentRemoved`] for each segment) and the next segment
+    /// gets `media_sequence`.
+    Reset { at: Instant, media_sequence: u64 },
 }

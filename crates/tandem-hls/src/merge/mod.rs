@@ -30,7 +30,13 @@
 //! never decreases; the target duration never changes; a segment keeps its
 //! URI, duration and position; only complete segments are named; the
 //! discontinuity sequence counts every discontinuity that left the window;
-//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]).
+//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]). An ended
+//! output resumes when an encoder starts again, and an operator may reset
+//! it to start afresh (see `restart`).
+//!
+//! Modules: `event` (what comes out), `select` (which segment comes next),
+//! `decide` (append, fill, skip, switch), `restart` (resume and reset),
+//! `saved` (the state kept across a restart of the process).
 //!
 //! [`stop`]: RenditionMerge::stop
 
@@ -44,6 +50,7 @@ use crate::playlist::{MediaPlaylist, Segment};
 
 mod decide;
 mod event;
+mod restart;
 mod saved;
 mod select;
 
@@ -112,6 +119,10 @@ struct Input {
     offset: Option<i64>,
     /// URIs stored before a playlist announced them.
     stored_early: Vec<String>,
+    /// URIs of complete segments stored again since the last playlist: a
+    /// restarted encoder that reuses its file names (ffmpeg counts from 0
+    /// again). They count as stored early if that playlist is a restart.
+    stored_again: Vec<String>,
     /// The highest media sequence number of the current epoch that went
     /// out: nothing at or below it goes out again, whatever a later
     /// playlist re-announces.
@@ -138,6 +149,7 @@ impl Input {
             timeline: Some(0),
             offset: None,
             stored_early: Vec::new(),
+            stored_again: Vec::new(),
             emitted: None,
             anchor: None,
         }
@@ -189,6 +201,16 @@ pub struct RenditionMerge {
     /// A segment was skipped (whole on neither pipeline): the next output
     /// segment starts after a gap and carries a discontinuity.
     gap: bool,
+    /// The next output segment starts a new timeline (the output resumes
+    /// after an end, or starts afresh after a reset): it carries a
+    /// discontinuity, and the pipelines align again as at a start.
+    restarting: bool,
+    /// A pipeline that was still ended when the output resumed: its next
+    /// advance joins the resumed timeline (by program date-time).
+    rejoin: [bool; 2],
+    /// The last segment of the window a reset emptied: what the next
+    /// segment follows in time, while the window is empty.
+    previous: Option<OutSeg>,
 }
 
 fn idx(p: Pipeline) -> usize {
@@ -213,27 +235,10 @@ impl RenditionMerge {
             resumed_at: None,
             stepped_at: None,
             gap: false,
+            restarting: false,
+            rejoin: [false; 2],
+            previous: None,
         }
-    }
-
-    /// Continues an output that an earlier process served up to media
-    /// sequence `next_media_sequence - 1`: the first segment gets at least
-    /// that number, carries a discontinuity (what came before is unknown),
-    /// and the discontinuity sequence starts at `discontinuity_sequence`.
-    /// Call before the first playlist.
-    pub fn resume(&mut self, next_media_sequence: u64, discontinuity_sequence: u64) {
-        if self.target.is_none() {
-            self.resumed_at = Some(next_media_sequence);
-            self.discontinuity_sequence = discontinuity_sequence;
-        }
-    }
-
-    /// What [`resume`](Self::resume) needs to continue this output in a
-    /// later process: the next media sequence number, and the discontinuity
-    /// sequence as if every segment now in the window had left.
-    pub fn resume_point(&self) -> (u64, u64) {
-        let pending = self.out.iter().filter(|s| s.discontinuity).count() as u64;
-        (self.next_msn, self.discontinuity_sequence + pending)
     }
 
     pub fn config(&self) -> &MergeConfig {
@@ -302,6 +307,8 @@ impl RenditionMerge {
             inp.timeline = None;
             inp.offset = None;
             inp.emitted = None;
+            let again = std::mem::take(&mut inp.stored_again);
+            inp.stored_early.extend(again);
             ev.push(Event::InputRestarted {
                 at: now,
                 pipeline: from,
@@ -309,6 +316,7 @@ impl RenditionMerge {
             });
         }
         let inp = &mut self.inputs[i];
+        inp.stored_again.clear();
         inp.anchor = None;
         inp.target = pl.target_duration;
         inp.window_len = pl.segments.len();
@@ -353,6 +361,9 @@ impl RenditionMerge {
             inp.last_advance = Some(now);
             self.set_state(now, from, InputState::Receiving, &mut ev);
         }
+        if advanced && !pl.endlist && std::mem::take(&mut self.rejoin[i]) {
+            self.rejoin_timeline(from, pl);
+        }
         self.step(now, &mut ev);
         ev
     }
@@ -361,6 +372,12 @@ impl RenditionMerge {
     pub fn on_segment_stored(&mut self, now: Instant, from: Pipeline, uri: &str) -> Vec<Event> {
         let inp = &mut self.inputs[idx(from)];
         match inp.segs.values_mut().rev().find(|s| s.seg.uri == uri) {
+            Some(s) if s.complete => {
+                if inp.stored_again.len() >= 256 {
+                    inp.stored_again.remove(0);
+                }
+                inp.stored_again.push(uri.to_owned());
+            }
             Some(s) => s.complete = true,
             None => {
                 if inp.stored_early.len() >= 256 {
@@ -473,8 +490,11 @@ impl RenditionMerge {
         if let Some(last) = self.out.back() {
             assert_eq!(self.next_msn, last.media_sequence + 1);
         }
-        // ENDLIST is checked when it appears (in `step`): an ended output
-        // stays ended even if an encoder starts again later.
+        // ENDLIST is checked when it appears (in `step`); an ended output
+        // resumes only with a segment that carries a discontinuity.
+        if self.restarting {
+            assert!(!self.ended, "a reset output waits, live, for a segment");
+        }
         if let Some(t) = self.target {
             assert!(t >= 1, "target duration is positive");
         }

@@ -31,7 +31,7 @@ impl RenditionMerge {
     pub(super) fn candidate(&self, p: Pipeline) -> Option<(u64, &InSeg, bool)> {
         let inp = &self.inputs[idx(p)];
         let fresh = |k: u64| inp.emitted.is_none_or(|e| k > e);
-        let Some(last) = self.out.back() else {
+        let Some(last) = self.out.back().or(self.previous.as_ref()) else {
             return inp
                 .segs
                 .iter()
