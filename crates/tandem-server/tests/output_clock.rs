@@ -512,14 +512,10 @@ async fn an_ended_output_resumes_when_the_encoders_start_again_and_a_reset_start
     ch.advance(1);
     assert_eq!(ch.status_until("channel/4/channel0.ts", 404).await, 404);
     assert_eq!(ch.status_until("channel/3/channel3.ts", 404).await, 404);
-    drop(ch);
 
     // A restart of Tandem continues the new output.
     let s = s.restart(|_| {}).await;
-    let ch = Ch {
-        s: &s,
-        id: "daily",
-    };
+    let ch = Ch { s: &s, id: "daily" };
     ch.output_until(|t| t.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{base}\n")))
         .await;
     ch.put(0, "channel1.ts", b"r0-seg1").await;
@@ -533,5 +529,8 @@ async fn an_ended_output_resumes_when_the_encoders_start_again_and_a_reset_start
         )),
         "{out}"
     );
-    assert!(!out.contains("channel0.ts"), "nothing goes out twice:\n{out}");
+    assert!(
+        !out.contains("channel0.ts"),
+        "nothing goes out twice:\n{out}"
+    );
 }
