@@ -1,7 +1,9 @@
 //! For any schedule of segment arrivals, late or missing uploads, stalls,
 //! encoder restarts, ends, clock steps and restarts of the process itself
-//! (state saved, engine rebuilt), every playlist the engine produces keeps
-//! the output contract: nothing goes out twice, nothing goes back in time.
+//! (state saved, engine rebuilt) and resets by an operator, every playlist
+//! the engine produces keeps the output contract: nothing goes out twice,
+//! nothing goes back in time, an ended output resumes only with a
+//! discontinuity and an event.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +31,9 @@ enum Op {
     /// The process restarts: the engine's state is saved as JSON and a new
     /// engine continues from it.
     Reboot,
+    /// An operator resets the output; its media sequence jumps ahead by
+    /// `jump` (0: the base is the next number).
+    Reset { jump: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,6 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2usize, any::<bool>()).prop_map(|(p, short)| Op::End { p, short }),
         3 => (1u64..8000).prop_map(|ms| Op::Tick { ms }),
         1 => Just(Op::Reboot),
+        1 => (0u64..1000).prop_map(|jump| Op::Reset { jump }),
     ]
 }
 
@@ -88,7 +94,7 @@ fn pipeline(p: usize) -> Pipeline {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
     #[test]
     fn every_produced_playlist_keeps_the_output_contract(
@@ -120,6 +126,8 @@ proptest! {
         let mut published_ended = [false, false];
         // Every source segment a pipeline announced goes out at most once.
         let mut added: HashSet<(Pipeline, String)> = HashSet::new();
+        // Whether each output position carried a discontinuity.
+        let mut marked: HashMap<u64, bool> = HashMap::new();
 
         for op in ops {
             now += Duration::from_millis(50);
@@ -191,6 +199,13 @@ proptest! {
                     now += Duration::from_millis(ms);
                     m.on_tick(now)
                 }
+                Op::Reset { jump } => {
+                    let base = m.resume_point().0 + jump;
+                    let ev = m.reset(now, base);
+                    let next = ev.iter().find_map(|e| match e { Event::Reset { media_sequence, .. } => Some(*media_sequence), _ => None });
+                    prop_assert_eq!(next, Some(base), "a reset starts at the base it was given");
+                    ev
+                }
             };
             m.check_invariants();
             for e in &events {
@@ -204,6 +219,31 @@ proptest! {
                 prop_assert!(d > now, "a deadline {:?} at or before now", now - d);
             }
             let Some(pl) = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)) else { continue };
+            for (i, s) in pl.segments.iter().enumerate() {
+                marked.entry(pl.media_sequence + i as u64).or_insert(s.discontinuity);
+            }
+            let reset_at = events.iter().find_map(|e| match e { Event::Reset { media_sequence, .. } => Some(*media_sequence), _ => None });
+            let reset = reset_at.is_some();
+            // Whether position `msn` carried a discontinuity: in a served
+            // playlist, or as it left the window during this step.
+            let removed: HashMap<u64, bool> = events.iter().filter_map(|e| match e { Event::SegmentRemoved { media_sequence, discontinuity, .. } => Some((*media_sequence, *discontinuity)), _ => None }).collect();
+            let was_marked = |msn: u64| marked.get(&msn).or(removed.get(&msn)).copied();
+            let ended_now = was_ended || events.iter().any(|e| matches!(e, Event::Ended { .. }));
+            for e in &events {
+                if let Event::Resumed { media_sequence, .. } = e {
+                    // Only an ended output resumes; its numbering carries on
+                    // and the first new segment is marked.
+                    prop_assert!(ended_now, "resumed an output that had not ended");
+                    let next = seen.keys().filter(|k| **k < *media_sequence).max().map(|k| k + 1);
+                    prop_assert!(next.is_none_or(|n| n == *media_sequence), "resumed at {} after {:?}", media_sequence, next);
+                    prop_assert_eq!(was_marked(*media_sequence), Some(true), "the first segment after a resume carries a discontinuity");
+                }
+            }
+            // A reset output starts at its base with a discontinuity.
+            if let Some(base) = reset_at {
+                prop_assert!(pl.media_sequence >= base, "a reset output starts at its base");
+                prop_assert!(was_marked(base).is_none_or(|d| d), "the first segment after a reset carries a discontinuity");
+            }
             // The media sequence never goes backwards.
             if let Some(prev) = last_msn {
                 prop_assert!(pl.media_sequence >= prev, "media sequence went from {} to {}", prev, pl.media_sequence);
@@ -245,11 +285,16 @@ proptest! {
                     "ENDLIST while a pipeline runs"
                 );
             }
-            prop_assert!(pl.endlist || !was_ended, "an ended output never resumes");
+            let resumed = events.iter().any(|e| matches!(e, Event::Resumed { .. }));
+            prop_assert!(pl.endlist || !was_ended || resumed || reset, "an ended output resumes only with an event");
+            prop_assert!(!(pl.endlist && resumed), "a resumed output carries no ENDLIST");
             was_ended = pl.endlist;
             // The text is a valid playlist that parses back to the same.
             let text = pl.serialize();
-            prop_assert_eq!(parse_media(&text).unwrap().serialize(), text);
+            prop_assert_eq!(parse_media(&text).unwrap().serialize(), text.clone());
+            // No discontinuity tag without a segment after it.
+            let tail = text.trim_end().lines().rfind(|l| !l.starts_with("#EXT-X-ENDLIST")).unwrap_or("");
+            prop_assert!(tail != "#EXT-X-DISCONTINUITY", "a discontinuity with no segment after it");
         }
     }
 }

@@ -348,3 +348,189 @@ async fn the_output_returns_to_the_preferred_pipeline_exactly_after_the_hold_dow
         "{events:#?}"
     );
 }
+
+/// An encoder started again: media sequence from 0, the same file names,
+/// program date-times `later_s` seconds on.
+fn restarted_playlist(first: u64, last: u64, later_s: u64) -> String {
+    let mut t = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
+    for k in first..=last {
+        let s = later_s + 2 * k;
+        t.push_str(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:2026-11-25T{:02}:{:02}:{:02}.000+0000\n#EXTINF:2.000000,\nchannel{k}.ts\n",
+            4 + s / 3600,
+            s / 60 % 60,
+            s % 60
+        ));
+    }
+    t
+}
+
+impl Ch<'_> {
+    /// Publishes `text` as pipeline `p`'s playlist and waits until the
+    /// driver has handled it.
+    async fn publish(&self, p: usize, text: &str) {
+        let before = self.handled().await;
+        self.put(p, "channel.m3u8", text.as_bytes()).await;
+        for _ in 0..500 {
+            if self.handled().await > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the driver of {} never handled a playlist", self.id);
+    }
+
+    async fn reset(&self, token: Option<&str>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        self.s
+            .send(
+                "POST",
+                &format!("/api/v1/channels/{}/reset", self.id),
+                &headers,
+                b"",
+            )
+            .await
+    }
+
+    /// Polls (bounded) until `path` under the output answers `status`.
+    async fn status_until(&self, path: &str, status: u16) -> u16 {
+        let mut got = 0;
+        for _ in 0..500 {
+            got = self.get(path).await.status;
+            if got == status {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        got
+    }
+}
+
+fn kinds(events: &[serde_json::Value], kind: &str) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// Both encoders stop (ENDLIST) and start again from media sequence 0 with
+/// the same file names: the output resumes on its own. Then an operator
+/// resets it: the playlist empties at a time-based base, the old pins go
+/// after exactly the grace period, and a restart of Tandem continues the
+/// new output.
+#[tokio::test]
+async fn an_ended_output_resumes_when_the_encoders_start_again_and_a_reset_starts_afresh() {
+    let s = TestServer::start_clocked(|_| {}).await;
+    let token = s.state.admin_token.clone();
+    let ch = Ch::create(&s, "daily", FailoverSettings::default()).await;
+    for k in 0..4 {
+        ch.push(0, k).await;
+        ch.push(1, k).await;
+    }
+    ch.advance(1000);
+    for p in 0..2 {
+        ch.publish(p, &format!("{}#EXT-X-ENDLIST\n", playlist(1, 3)))
+            .await;
+    }
+    let out = ch.output_until(|t| t.ends_with("#EXT-X-ENDLIST\n")).await;
+    assert!(out.contains("channel/3/channel3.ts\n"), "{out}");
+    // An hour later both start again.
+    ch.advance(3_600_000);
+    for p in 0..2 {
+        ch.put(p, "channel0.ts", format!("r{p}-seg0").repeat(50).as_bytes())
+            .await;
+        ch.publish(p, &restarted_playlist(0, 0, 3600)).await;
+    }
+    let out = ch
+        .output_until(|t| t.contains("channel/4/channel0.ts"))
+        .await;
+    assert!(!out.contains("ENDLIST"), "{out}");
+    assert!(
+        out.contains("channel/3/channel3.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2026-11-25T05:00:00.000+0000\n#EXTINF:2.000000,\nchannel/4/channel0.ts\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{out}");
+    assert_eq!(
+        ch.get("channel/4/channel0.ts").await.text(),
+        "r0-seg0".repeat(50),
+        "the new segment, not the old file of the same name"
+    );
+    let events = ch.events().await;
+    let resumed = kinds(&events, "output_resumed");
+    assert_eq!(resumed.len(), 1, "{events:#?}");
+    assert_eq!(
+        (&resumed[0]["pipeline"], &resumed[0]["media_sequence"]),
+        (&serde_json::json!(0), &serde_json::json!(4))
+    );
+
+    // Reset: refused without the token or for an unknown channel.
+    assert_eq!(ch.reset(None).await.status, 401);
+    let unknown = s
+        .send(
+            "POST",
+            "/api/v1/channels/nosuch/reset",
+            &[("Authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    let base = s
+        .state
+        .clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let r = ch.reset(Some(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"renditions": [{"rendition": "live/channel.m3u8", "media_sequence": base}]})
+    );
+    // Answered once the new playlist is served.
+    assert_eq!(
+        ch.output().await,
+        format!(
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{base}\n\
+             #EXT-X-DISCONTINUITY-SEQUENCE:1\n"
+        ),
+        "empty at the base; the discontinuity that left is counted"
+    );
+    assert_eq!(kinds(&ch.events().await, "output_reset").len(), 1);
+    // The old pins are served for the grace period (60 s), then gone.
+    ch.advance(59_999);
+    ch.publish(0, &restarted_playlist(0, 0, 3600)).await;
+    assert_eq!(ch.get("channel/4/channel0.ts").await.status, 200);
+    ch.advance(1);
+    assert_eq!(ch.status_until("channel/4/channel0.ts", 404).await, 404);
+    assert_eq!(ch.status_until("channel/3/channel3.ts", 404).await, 404);
+
+    // A restart of Tandem continues the new output.
+    let s = s.restart(|_| {}).await;
+    let ch = Ch { s: &s, id: "daily" };
+    ch.output_until(|t| t.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{base}\n")))
+        .await;
+    ch.put(0, "channel1.ts", b"r0-seg1").await;
+    ch.publish(0, &restarted_playlist(0, 1, 3600)).await;
+    let out = ch
+        .output_until(|t| t.contains(&format!("channel/{base}/channel1.ts")))
+        .await;
+    assert!(
+        out.contains(&format!(
+            "#EXT-X-MEDIA-SEQUENCE:{base}\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXT-X-DISCONTINUITY\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains("channel0.ts"),
+        "nothing goes out twice:\n{out}"
+    );
+}

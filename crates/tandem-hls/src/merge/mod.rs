@@ -30,7 +30,13 @@
 //! never decreases; the target duration never changes; a segment keeps its
 //! URI, duration and position; only complete segments are named; the
 //! discontinuity sequence counts every discontinuity that left the window;
-//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]).
+//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]). An ended
+//! output resumes when an encoder starts again, and an operator may reset
+//! it to start afresh (see `restart`).
+//!
+//! Modules: `event` (what comes out), `select` (which segment comes next),
+//! `decide` (append, fill, skip, switch), `restart` (resume and reset),
+//! `saved` (the state kept across a restart of the process).
 //!
 //! [`stop`]: RenditionMerge::stop
 
@@ -42,8 +48,13 @@ use tandem_core::Pipeline;
 
 use crate::playlist::{MediaPlaylist, Segment};
 
+mod decide;
+mod event;
+mod restart;
 mod saved;
+mod select;
 
+pub use event::{Event, SwitchReason};
 pub use saved::{RestoreError, SavedInput, SavedMerge, SavedSegment};
 
 /// How a rendition merges. Defaults follow the channel contract.
@@ -79,85 +90,6 @@ impl Default for MergeConfig {
     }
 }
 
-/// Why the output changed pipelines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SwitchReason {
-    /// The first segment of the output.
-    Started,
-    /// The active pipeline stopped advancing for the loss threshold.
-    Stalled,
-    /// The active pipeline ended its playlist.
-    Ended,
-    /// The active pipeline restarted (media sequence went back) while the
-    /// other stayed aligned.
-    Restarted,
-    /// The preferred pipeline has been healthy for the hold-down time.
-    Preferred,
-}
-
-impl SwitchReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Started => "started",
-            Self::Stalled => "stalled",
-            Self::Ended => "ended",
-            Self::Restarted => "restarted",
-            Self::Preferred => "preferred",
-        }
-    }
-}
-
-/// What happened, in order. The driver logs, counts and stores them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    InputStateChanged {
-        at: Instant,
-        pipeline: Pipeline,
-        from: InputState,
-        to: InputState,
-        inputs: [InputState; 2],
-    },
-    InputRestarted {
-        at: Instant,
-        pipeline: Pipeline,
-        media_sequence: u64,
-    },
-    Switched {
-        at: Instant,
-        from: Option<Pipeline>,
-        to: Pipeline,
-        reason: SwitchReason,
-        discontinuity: bool,
-        inputs: [InputState; 2],
-    },
-    /// A segment entered the output. `filled`: taken from the standby
-    /// pipeline because the active one's never completed.
-    SegmentAdded {
-        at: Instant,
-        media_sequence: u64,
-        from: Pipeline,
-        source_uri: String,
-        filled: bool,
-    },
-    /// A segment left the output window; `discontinuity`: it carried
-    /// `EXT-X-DISCONTINUITY`, so the discontinuity sequence went up.
-    SegmentRemoved {
-        at: Instant,
-        media_sequence: u64,
-        discontinuity: bool,
-    },
-    /// A position that neither pipeline delivered whole; the output skipped
-    /// it with a discontinuity.
-    SegmentMissing {
-        at: Instant,
-        pipeline: Pipeline,
-        source_uri: String,
-    },
-    Ended {
-        at: Instant,
-    },
-}
-
 /// One segment a pipeline announced.
 #[derive(Debug, Clone)]
 struct InSeg {
@@ -187,6 +119,10 @@ struct Input {
     offset: Option<i64>,
     /// URIs stored before a playlist announced them.
     stored_early: Vec<String>,
+    /// URIs of complete segments stored again since the last playlist: a
+    /// restarted encoder that reuses its file names (ffmpeg counts from 0
+    /// again). They count as stored early if that playlist is a restart.
+    stored_again: Vec<String>,
     /// The highest media sequence number of the current epoch that went
     /// out: nothing at or below it goes out again, whatever a later
     /// playlist re-announces.
@@ -213,6 +149,7 @@ impl Input {
             timeline: Some(0),
             offset: None,
             stored_early: Vec::new(),
+            stored_again: Vec::new(),
             emitted: None,
             anchor: None,
         }
@@ -264,6 +201,16 @@ pub struct RenditionMerge {
     /// A segment was skipped (whole on neither pipeline): the next output
     /// segment starts after a gap and carries a discontinuity.
     gap: bool,
+    /// The next output segment starts a new timeline (the output resumes
+    /// after an end, or starts afresh after a reset): it carries a
+    /// discontinuity, and the pipelines align again as at a start.
+    restarting: bool,
+    /// A pipeline that was still ended when the output resumed: its next
+    /// advance joins the resumed timeline (by program date-time).
+    rejoin: [bool; 2],
+    /// The last segment of the window a reset emptied: what the next
+    /// segment follows in time, while the window is empty.
+    previous: Option<OutSeg>,
 }
 
 fn idx(p: Pipeline) -> usize {
@@ -288,27 +235,10 @@ impl RenditionMerge {
             resumed_at: None,
             stepped_at: None,
             gap: false,
+            restarting: false,
+            rejoin: [false; 2],
+            previous: None,
         }
-    }
-
-    /// Continues an output that an earlier process served up to media
-    /// sequence `next_media_sequence - 1`: the first segment gets at least
-    /// that number, carries a discontinuity (what came before is unknown),
-    /// and the discontinuity sequence starts at `discontinuity_sequence`.
-    /// Call before the first playlist.
-    pub fn resume(&mut self, next_media_sequence: u64, discontinuity_sequence: u64) {
-        if self.target.is_none() {
-            self.resumed_at = Some(next_media_sequence);
-            self.discontinuity_sequence = discontinuity_sequence;
-        }
-    }
-
-    /// What [`resume`](Self::resume) needs to continue this output in a
-    /// later process: the next media sequence number, and the discontinuity
-    /// sequence as if every segment now in the window had left.
-    pub fn resume_point(&self) -> (u64, u64) {
-        let pending = self.out.iter().filter(|s| s.discontinuity).count() as u64;
-        (self.next_msn, self.discontinuity_sequence + pending)
     }
 
     pub fn config(&self) -> &MergeConfig {
@@ -377,6 +307,8 @@ impl RenditionMerge {
             inp.timeline = None;
             inp.offset = None;
             inp.emitted = None;
+            let again = std::mem::take(&mut inp.stored_again);
+            inp.stored_early.extend(again);
             ev.push(Event::InputRestarted {
                 at: now,
                 pipeline: from,
@@ -384,6 +316,7 @@ impl RenditionMerge {
             });
         }
         let inp = &mut self.inputs[i];
+        inp.stored_again.clear();
         inp.anchor = None;
         inp.target = pl.target_duration;
         inp.window_len = pl.segments.len();
@@ -428,6 +361,9 @@ impl RenditionMerge {
             inp.last_advance = Some(now);
             self.set_state(now, from, InputState::Receiving, &mut ev);
         }
+        if advanced && !pl.endlist && std::mem::take(&mut self.rejoin[i]) {
+            self.rejoin_timeline(from, pl);
+        }
         self.step(now, &mut ev);
         ev
     }
@@ -436,6 +372,12 @@ impl RenditionMerge {
     pub fn on_segment_stored(&mut self, now: Instant, from: Pipeline, uri: &str) -> Vec<Event> {
         let inp = &mut self.inputs[idx(from)];
         match inp.segs.values_mut().rev().find(|s| s.seg.uri == uri) {
+            Some(s) if s.complete => {
+                if inp.stored_again.len() >= 256 {
+                    inp.stored_again.remove(0);
+                }
+                inp.stored_again.push(uri.to_owned());
+            }
             Some(s) => s.complete = true,
             None => {
                 if inp.stored_early.len() >= 256 {
@@ -501,386 +443,6 @@ impl RenditionMerge {
         d
     }
 
-    fn set_state(&mut self, now: Instant, p: Pipeline, to: InputState, ev: &mut Vec<Event>) {
-        let inp = &mut self.inputs[idx(p)];
-        let from = inp.state;
-        if from == to {
-            return;
-        }
-        inp.state = to;
-        inp.healthy_since = (to == InputState::Receiving).then_some(now);
-        ev.push(Event::InputStateChanged {
-            at: now,
-            pipeline: p,
-            from,
-            to,
-            inputs: self.input_states(),
-        });
-    }
-
-    fn lost(&self, now: Instant, p: Pipeline) -> bool {
-        let inp = &self.inputs[idx(p)];
-        inp.ended
-            || inp
-                .last_advance
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.threshold(p))
-    }
-
-    /// Whether a pipeline's current epoch is on the output's timeline.
-    fn on_timeline(&self, p: Pipeline) -> bool {
-        self.inputs[idx(p)].timeline == Some(self.timeline)
-    }
-
-    /// The segment of `p` that would come next in the output, if `p` has
-    /// announced it: its media sequence number, the segment, and whether
-    /// it continues the output seamlessly.
-    ///
-    /// A source segment goes out once: nothing at or below `emitted` is a
-    /// candidate, whatever a later playlist re-announces.
-    fn candidate(&self, p: Pipeline) -> Option<(u64, &InSeg, bool)> {
-        let inp = &self.inputs[idx(p)];
-        let fresh = |k: u64| inp.emitted.is_none_or(|e| k > e);
-        let Some(last) = self.out.back() else {
-            return inp
-                .segs
-                .iter()
-                .find(|(k, _)| fresh(**k))
-                .map(|(k, s)| (*k, s, true));
-        };
-        let expected_pdt = last
-            .program_date_time
-            .map(|t| t + (last.duration * 1000.0).round() as i64);
-        let tol = self.tolerance_ms();
-        if self.on_timeline(p) {
-            if last.from == p && last.source_epoch == inp.epoch {
-                // Where the offset says (it moves past skipped segments).
-                let next = inp
-                    .offset
-                    .and_then(|off| {
-                        u64::try_from(i64::try_from(self.next_msn).ok()?.checked_sub(off)?).ok()
-                    })
-                    .unwrap_or(last.source_msn + 1);
-                if let Some(s) = inp.segs.get(&next) {
-                    return fresh(next).then_some((next, s, true));
-                }
-                // The pipeline moved past that position while nothing was
-                // receiving it (this process restarted): continue with its
-                // first segment after, across the gap.
-                if inp.segs.keys().next().is_some_and(|&first| first > next) {
-                    return inp
-                        .segs
-                        .iter()
-                        .find(|(k, _)| fresh(**k))
-                        .map(|(k, s)| (*k, s, false));
-                }
-                return None;
-            }
-            let uses_pdt = expected_pdt.is_some()
-                && inp
-                    .segs
-                    .values()
-                    .next()
-                    .is_some_and(|s| s.seg.program_date_time.is_some());
-            if let (true, Some(exp)) = (uses_pdt, expected_pdt) {
-                // Later than the last output segment's own start, whatever
-                // the tolerance: a segment shorter than the tolerance (an
-                // encoder's last one) must not match itself again.
-                let after_last = |t: i64| last.program_date_time.is_none_or(|lp| t > lp);
-                return inp
-                    .segs
-                    .iter()
-                    .find(|(k, s)| {
-                        fresh(**k)
-                            && s.seg
-                                .program_date_time
-                                .is_some_and(|t| t >= exp - tol && after_last(t))
-                    })
-                    .map(|(k, s)| {
-                        (
-                            *k,
-                            s,
-                            s.seg.program_date_time.is_some_and(|t| t <= exp + tol),
-                        )
-                    });
-            }
-            // Redundant encoders number segments identically: the aligned
-            // segment has the output's next number, shifted by the offset.
-            if let Some(want) = inp.offset.and_then(|off| {
-                u64::try_from(i64::try_from(self.next_msn).ok()?.checked_sub(off)?).ok()
-            }) {
-                return inp
-                    .segs
-                    .range(want..)
-                    .find(|(k, _)| fresh(**k))
-                    .map(|(k, s)| (*k, s, *k == want));
-            }
-        }
-        // Another timeline: continue with what follows the last output
-        // segment in time: by date-time when known, else by arrival. A
-        // segment announced within half a target of the last output one
-        // carries the same moment of content, so it is passed over.
-        let same_epoch = last.from == p && last.source_epoch == inp.epoch;
-        let half_target = Duration::from_millis(u64::try_from(tol).unwrap_or(0));
-        let after = |k: u64, s: &InSeg| {
-            let later = match (expected_pdt, s.seg.program_date_time) {
-                (Some(exp), Some(t)) => {
-                    t >= exp - tol && last.program_date_time.is_none_or(|lp| t > lp)
-                }
-                _ => s.first_seen >= last.first_seen + half_target,
-            };
-            later && fresh(k) && (!same_epoch || k > last.source_msn)
-        };
-        inp.segs
-            .iter()
-            .find(|(k, s)| after(**k, s))
-            .map(|(k, s)| (*k, s, false))
-    }
-
-    fn append(
-        &mut self,
-        now: Instant,
-        p: Pipeline,
-        in_msn: u64,
-        discontinuity: bool,
-        filled: bool,
-        ev: &mut Vec<Event>,
-    ) {
-        let i = idx(p);
-        let Some(src) = self.inputs[i].segs.get(&in_msn).cloned() else {
-            return;
-        };
-        let mut discontinuity = discontinuity || std::mem::take(&mut self.gap);
-        if self.target.is_none() {
-            discontinuity |= self.resumed_at.is_some();
-            self.target = Some(
-                self.inputs[i]
-                    .target
-                    .max(src.seg.duration.ceil() as u64)
-                    .max(1),
-            );
-            self.next_msn = in_msn.max(self.resumed_at.unwrap_or(0));
-            self.header = self.inputs[i].header.clone();
-            for q in Pipeline::BOTH {
-                self.inputs[idx(q)].offset = Some(0);
-            }
-        }
-        if discontinuity && !self.on_timeline(p) {
-            self.timeline += 1;
-        }
-        let inp = &mut self.inputs[i];
-        if inp.timeline != Some(self.timeline) {
-            inp.timeline = Some(self.timeline);
-        }
-        inp.offset = Some(
-            i64::try_from(self.next_msn).unwrap_or(i64::MAX) - i64::try_from(in_msn).unwrap_or(0),
-        );
-        inp.emitted = Some(inp.emitted.map_or(in_msn, |e| e.max(in_msn)));
-        let seg = OutSeg {
-            media_sequence: self.next_msn,
-            from: p,
-            source_uri: src.seg.uri.clone(),
-            duration: src.seg.duration,
-            program_date_time: src.seg.program_date_time,
-            discontinuity: discontinuity || src.seg.discontinuity,
-            tags: src.seg.tags.clone(),
-            source_msn: in_msn,
-            source_epoch: inp.epoch,
-            first_seen: src.first_seen,
-        };
-        ev.push(Event::SegmentAdded {
-            at: now,
-            media_sequence: self.next_msn,
-            from: p,
-            source_uri: seg.source_uri.clone(),
-            filled,
-        });
-        self.out.push_back(seg);
-        self.next_msn += 1;
-        self.window = self
-            .window
-            .max(self.inputs[i].window_len)
-            .clamp(1, self.cfg.max_window.max(1));
-        while self.out.len() > self.window {
-            if let Some(old) = self.out.pop_front() {
-                // RFC 8216 §6.2.2: the discontinuity sequence counts the
-                // discontinuities that left the playlist. The tag belongs to
-                // the removed segment's boundary with the one before it.
-                if old.discontinuity {
-                    self.discontinuity_sequence += 1;
-                }
-                ev.push(Event::SegmentRemoved {
-                    at: now,
-                    media_sequence: old.media_sequence,
-                    discontinuity: old.discontinuity,
-                });
-            }
-        }
-    }
-
-    fn switch(
-        &mut self,
-        now: Instant,
-        to: Pipeline,
-        reason: SwitchReason,
-        discontinuity: bool,
-        ev: &mut Vec<Event>,
-    ) {
-        let from = self.active;
-        self.active = Some(to);
-        ev.push(Event::Switched {
-            at: now,
-            from,
-            to,
-            reason,
-            discontinuity,
-            inputs: self.input_states(),
-        });
-    }
-
-    /// Applies every decision that is due at `now`.
-    fn step(&mut self, now: Instant, ev: &mut Vec<Event>) {
-        self.stepped_at = Some(self.stepped_at.map_or(now, |s| s.max(now)));
-        for p in Pipeline::BOTH {
-            if self.inputs[idx(p)].state == InputState::Receiving && self.lost(now, p) {
-                self.set_state(now, p, InputState::Lost, ev);
-            }
-        }
-        if self.ended {
-            return;
-        }
-        // Bounded: each pass appends a segment, switches once, or stops.
-        for _ in 0..10_000 {
-            if !self.step_once(now, ev) {
-                break;
-            }
-        }
-        let both_ended = self.inputs.iter().all(|i| i.ended);
-        let exhausted = |p: Pipeline| self.candidate(p).is_none_or(|(_, c, _)| !c.complete);
-        if both_ended
-            && self
-                .active
-                .is_some_and(|a| exhausted(a) && exhausted(a.other()))
-        {
-            debug_assert!(
-                self.inputs.iter().all(|i| i.ended),
-                "ENDLIST only when both pipelines ended"
-            );
-            self.ended = true;
-            ev.push(Event::Ended { at: now });
-        }
-    }
-
-    /// The next segment of `p` if it is stored whole: its media sequence
-    /// number and whether it continues the output seamlessly.
-    fn ready(&self, p: Pipeline) -> Option<(u64, bool)> {
-        self.candidate(p)
-            .filter(|(_, c, _)| c.complete)
-            .map(|(k, _, aligned)| (k, aligned))
-    }
-
-    fn step_once(&mut self, now: Instant, ev: &mut Vec<Event>) -> bool {
-        let Some(a) = self.active else {
-            let start = self
-                .cfg
-                .prefer
-                .into_iter()
-                .chain(Pipeline::BOTH)
-                .find(|&p| self.ready(p).is_some());
-            let Some(p) = start else { return false };
-            let Some((msn, _)) = self.ready(p) else {
-                return false;
-            };
-            self.switch(now, p, SwitchReason::Started, false, ev);
-            self.append(now, p, msn, false, false, ev);
-            return true;
-        };
-        let o = a.other();
-        // Return to the preferred pipeline after its hold-down, seamlessly.
-        if self.cfg.prefer == Some(o) {
-            let healthy = self.inputs[idx(o)]
-                .healthy_since
-                .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.hold_down);
-            if let (true, Some((msn, true))) = (healthy && self.on_timeline(o), self.ready(o)) {
-                self.switch(now, o, SwitchReason::Preferred, false, ev);
-                self.append(now, o, msn, false, false, ev);
-                return true;
-            }
-        }
-        // The active pipeline restarted while the other stayed aligned.
-        let other_aligned = !self.on_timeline(a) && self.on_timeline(o) && !self.lost(now, o);
-        if let (true, Some((msn, true))) = (other_aligned, self.ready(o)) {
-            self.switch(now, o, SwitchReason::Restarted, false, ev);
-            self.append(now, o, msn, false, false, ev);
-            return true;
-        }
-        match self
-            .candidate(a)
-            .map(|(msn, c, aligned)| (c.complete, c.first_seen, aligned, msn, c.seg.uri.clone()))
-        {
-            Some((true, _, aligned, msn, _)) => {
-                self.append(now, a, msn, !aligned, false, ev);
-                true
-            }
-            Some((false, first_seen, _, msn, uri)) => {
-                if now.saturating_duration_since(first_seen) < self.threshold(a) {
-                    return false;
-                }
-                // Announced but never completed: fill from the other pipeline.
-                if let Some((omsn, true)) = self.ready(o).filter(|_| self.on_timeline(o)) {
-                    self.append(now, o, omsn, false, true, ev);
-                    return true;
-                }
-                // Neither has it whole; skip it if the active pipeline moved on.
-                let later = self.inputs[idx(a)]
-                    .segs
-                    .range(msn + 1..)
-                    .next()
-                    .is_some_and(|(_, s)| s.complete);
-                if later {
-                    ev.push(Event::SegmentMissing {
-                        at: now,
-                        pipeline: a,
-                        source_uri: uri,
-                    });
-                    self.inputs[idx(a)].segs.remove(&msn);
-                    // The gap is the same moment on every aligned pipeline:
-                    // their numbering now maps one further on, so the other
-                    // pipeline cannot hand back content from before the gap.
-                    for q in Pipeline::BOTH {
-                        if self.on_timeline(q)
-                            && let Some(off) = self.inputs[idx(q)].offset.as_mut()
-                        {
-                            *off = off.saturating_sub(1);
-                        }
-                    }
-                    self.gap = true;
-                    return true;
-                }
-                self.stalled_switch(now, a, ev)
-            }
-            None => self.stalled_switch(now, a, ev),
-        }
-    }
-
-    fn stalled_switch(&mut self, now: Instant, a: Pipeline, ev: &mut Vec<Event>) -> bool {
-        if !self.lost(now, a) {
-            return false;
-        }
-        let o = a.other();
-        let Some((msn, aligned)) = self.ready(o) else {
-            return false;
-        };
-        let seamless = aligned && self.on_timeline(o);
-        let reason = if self.inputs[idx(a)].ended {
-            SwitchReason::Ended
-        } else {
-            SwitchReason::Stalled
-        };
-        self.switch(now, o, reason, !seamless, ev);
-        self.append(now, o, msn, !seamless, false, ev);
-        true
-    }
-
     /// The output playlist, with `uri` naming each output segment.
     pub fn playlist(&self, uri: impl Fn(&OutSeg) -> String) -> Option<MediaPlaylist> {
         let target = self.target?;
@@ -928,8 +490,11 @@ impl RenditionMerge {
         if let Some(last) = self.out.back() {
             assert_eq!(self.next_msn, last.media_sequence + 1);
         }
-        // ENDLIST is checked when it appears (in `step`): an ended output
-        // stays ended even if an encoder starts again later.
+        // ENDLIST is checked when it appears (in `step`); an ended output
+        // resumes only with a segment that carries a discontinuity.
+        if self.restarting {
+            assert!(!self.ended, "a reset output waits, live, for a segment");
+        }
         if let Some(t) = self.target {
             assert!(t >= 1, "target duration is positive");
         }

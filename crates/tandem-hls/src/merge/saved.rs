@@ -5,7 +5,8 @@
 //! discontinuity sequences, the target duration) and everything the engine
 //! needs to continue the timeline (which pipeline is active, how each
 //! pipeline's numbering maps onto the output, the last source segment each
-//! one sent out and the last one each announced). [`RenditionMerge::restore`]
+//! one sent out and the last one each announced; whether the output ended,
+//! and what a resume or a reset left pending). [`RenditionMerge::restore`]
 //! rebuilds an engine from it that continues the output: the next position
 //! is the next segment of the same timeline, nothing that went out goes out
 //! again, and a discontinuity marks only a real break (an encoder that
@@ -45,6 +46,16 @@ pub struct SavedMerge {
     /// The output window, oldest first.
     pub segments: Vec<SavedSegment>,
     pub inputs: [SavedInput; 2],
+    /// The next output segment starts a new timeline (after a reset).
+    #[serde(default)]
+    pub restarting: bool,
+    /// Per pipeline: still ended when the output resumed; its return
+    /// joins the resumed timeline.
+    #[serde(default)]
+    pub rejoin: [bool; 2],
+    /// The last segment of the window a reset emptied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<SavedSegment>,
 }
 
 /// One position of the output window.
@@ -104,6 +115,35 @@ fn number(p: Pipeline) -> u8 {
     }
 }
 
+fn saved_segment(s: &OutSeg) -> SavedSegment {
+    SavedSegment {
+        media_sequence: s.media_sequence,
+        from: number(s.from),
+        source_uri: s.source_uri.clone(),
+        duration: s.duration,
+        program_date_time: s.program_date_time,
+        discontinuity: s.discontinuity,
+        tags: s.tags.clone(),
+        source_msn: s.source_msn,
+        source_epoch: s.source_epoch,
+    }
+}
+
+fn out_segment(s: &SavedSegment, first_seen: Instant) -> Result<OutSeg, RestoreError> {
+    Ok(OutSeg {
+        media_sequence: s.media_sequence,
+        from: pipeline(s.from)?,
+        source_uri: s.source_uri.clone(),
+        duration: s.duration,
+        program_date_time: s.program_date_time,
+        discontinuity: s.discontinuity,
+        tags: s.tags.clone(),
+        source_msn: s.source_msn,
+        source_epoch: s.source_epoch,
+        first_seen,
+    })
+}
+
 impl RenditionMerge {
     /// Everything needed to continue this output in another process.
     pub fn save(&self) -> SavedMerge {
@@ -132,22 +172,11 @@ impl RenditionMerge {
             ended: self.ended,
             timeline: self.timeline,
             gap: self.gap,
-            segments: self
-                .out
-                .iter()
-                .map(|s| SavedSegment {
-                    media_sequence: s.media_sequence,
-                    from: number(s.from),
-                    source_uri: s.source_uri.clone(),
-                    duration: s.duration,
-                    program_date_time: s.program_date_time,
-                    discontinuity: s.discontinuity,
-                    tags: s.tags.clone(),
-                    source_msn: s.source_msn,
-                    source_epoch: s.source_epoch,
-                })
-                .collect(),
+            segments: self.out.iter().map(saved_segment).collect(),
             inputs: [input(&self.inputs[0]), input(&self.inputs[1])],
+            restarting: self.restarting,
+            rejoin: self.rejoin,
+            previous: self.previous.as_ref().map(saved_segment),
         }
     }
 
@@ -175,18 +204,7 @@ impl RenditionMerge {
                     "window positions are not consecutive up to the next media sequence",
                 ));
             }
-            out.push_back(OutSeg {
-                media_sequence: s.media_sequence,
-                from: pipeline(s.from)?,
-                source_uri: s.source_uri.clone(),
-                duration: s.duration,
-                program_date_time: s.program_date_time,
-                discontinuity: s.discontinuity,
-                tags: s.tags.clone(),
-                source_msn: s.source_msn,
-                source_epoch: s.source_epoch,
-                first_seen: long_ago,
-            });
+            out.push_back(out_segment(s, long_ago)?);
         }
         if saved.target_duration == Some(0) {
             return Err(RestoreError::Inconsistent("a target duration of 0"));
@@ -210,6 +228,7 @@ impl RenditionMerge {
             timeline: s.timeline,
             offset: s.offset,
             stored_early: Vec::new(),
+            stored_again: Vec::new(),
             emitted: s.emitted,
             anchor: s.last_announced.clone(),
         };
@@ -229,6 +248,13 @@ impl RenditionMerge {
             resumed_at: None,
             stepped_at: None,
             gap: saved.gap,
+            restarting: saved.restarting,
+            rejoin: saved.rejoin,
+            previous: saved
+                .previous
+                .as_ref()
+                .map(|s| out_segment(s, long_ago))
+                .transpose()?,
         })
     }
 }

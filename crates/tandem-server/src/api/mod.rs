@@ -8,7 +8,10 @@
 //!   changes the channel's retention (`{}` clears it).
 //! - `DELETE /api/v1/channels/{id}`: removes the channel and its objects.
 //! - `GET /api/v1/channels/{id}/events`: input state changes, switches,
-//!   filled and missing segments, newest last.
+//!   filled and missing segments, the output's end, resume and reset,
+//!   newest last.
+//! - `POST /api/v1/channels/{id}/reset`: starts the channel's output
+//!   afresh (a new event); answers each playlist's new media sequence.
 //! - [`status`]: `GET /api/v1/status`, everything at a glance, and
 //!   `GET /api/v1/events/stream`, every event as it happens (SSE).
 //! - [`archives`]: `/api/v1/archives`, archive pairs of S3 buckets.
@@ -420,6 +423,31 @@ async fn events(
     Ok(axum::Json(serde_json::json!({ "events": out.events() })).into_response())
 }
 
+/// The answer to a reset.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResetView {
+    pub renditions: Vec<crate::output::reset::ResetRendition>,
+}
+
+async fn reset(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let id = channel_id(&id)?;
+    let missing = || {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("channel {id} does not exist"),
+        )
+    };
+    st.channels.get(&id).ok_or_else(missing)?;
+    let renditions = st.outputs.reset(&id).await.ok_or_else(missing)?;
+    tracing::info!(channel = %id, renditions = renditions.len(), "output reset");
+    Ok(axum::Json(ResetView { renditions }).into_response())
+}
+
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/channels", get(list).post(create))
@@ -430,6 +458,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/channels/{id}/events", get(events))
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/events/stream", get(status::stream_events))
+        .route("/api/v1/channels/{id}/reset", axum::routing::post(reset))
         .route(
             "/api/v1/archives",
             get(archives::list).post(archives::create),

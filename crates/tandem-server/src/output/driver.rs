@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Clock;
 
+use super::reset::{self, Control, ResetRendition};
 use super::{ChannelOutput, EVENT_LOG, EventRecord, Rendered, output_root};
 use crate::notice::Notice;
 
@@ -151,6 +152,8 @@ pub struct DriverParts {
     pub grace: Duration,
     pub retention: super::retention::Settings,
     pub rx: mpsc::UnboundedReceiver<Notice>,
+    /// What the control API asks (a reset).
+    pub control: mpsc::UnboundedReceiver<Control>,
     /// Set once the saved output is loaded and served.
     pub loaded: watch::Sender<bool>,
     /// Resolves (or is dropped) when the driver must stop.
@@ -168,6 +171,7 @@ pub async fn run(parts: DriverParts) {
         grace,
         retention,
         mut rx,
+        mut control,
         loaded,
         mut stopped,
     } = parts;
@@ -217,6 +221,10 @@ pub async fn run(parts: DriverParts) {
                 }
                 None => break,
             },
+            Some(Control::Reset { reply }) = control.recv() => {
+                let bases = Box::pin(d.reset()).await;
+                let _ = reply.send(bases);
+            }
             () = sleep => Box::pin(d.on_tick()).await,
             _ = &mut stopped => break,
         }
@@ -504,6 +512,25 @@ impl Driver {
                     tracing::info!(channel = %id, rendition, "output ended");
                     record(&self.out, wall, &rendition, "ended", |_| {});
                 }
+                Event::Resumed {
+                    pipeline,
+                    media_sequence,
+                    ..
+                } => {
+                    counter!("tandem_output_resumed_total", "channel" => id.to_string(), "rendition" => rendition.clone()).increment(1);
+                    tracing::warn!(channel = %id, rendition, pipeline = %pipeline, media_sequence, "ended output resumed");
+                    record(&self.out, wall, &rendition, "output_resumed", |e| {
+                        e.pipeline = Some(pipeline.index());
+                        e.media_sequence = Some(*media_sequence);
+                    });
+                }
+                Event::Reset { media_sequence, .. } => {
+                    counter!("tandem_output_resets_total", "channel" => id.to_string(), "rendition" => rendition.clone()).increment(1);
+                    tracing::warn!(channel = %id, rendition, media_sequence, "output reset");
+                    record(&self.out, wall, &rendition, "output_reset", |e| {
+                        e.media_sequence = Some(*media_sequence);
+                    });
+                }
             }
         }
         // Durable before any player sees it: a restart continues from here.
@@ -633,9 +660,51 @@ impl Driver {
         }
         let at = now + self.grace;
         self.expiries.extend(stale.into_iter().map(|dir| (at, dir)));
+        // A reset the CLI left while no server ran.
+        if reset::requested(self.store.as_ref(), &self.out.id).await {
+            let bases = Box::pin(self.reset()).await;
+            tracing::info!(channel = %self.out.id, renditions = bases.len(), "output reset as requested while the server was stopped");
+            if let Some(key) = reset::request_key(&self.out.id) {
+                match self.store.delete(&key).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::error!(channel = %self.out.id, error = %e, "cannot remove the reset request: the output resets again at the next start")
+                    }
+                }
+            }
+        }
         if !self.renditions.is_empty() || !self.multivariants.is_empty() {
             tracing::info!(channel = %self.out.id, renditions = self.renditions.len(), multivariant = self.multivariants.len(), "output continued from its saved state");
         }
+    }
+
+    /// Starts every merged playlist of the channel afresh (see
+    /// [`reset`](super::reset)): each is saved and served at once, empty at
+    /// its new base; the old pins expire after the grace period.
+    async fn reset(&mut self) -> Vec<ResetRendition> {
+        let now = self.clock.instant();
+        let base = reset::base_at(self.clock.now());
+        let mut keys: Vec<ObjectPath> = self.renditions.keys().cloned().collect();
+        keys.sort();
+        let mut bases = Vec::with_capacity(keys.len());
+        for k in keys {
+            let Some(r) = self.renditions.get_mut(&k) else {
+                continue;
+            };
+            let events = r.merge.reset(now, base);
+            let next = events.iter().find_map(|e| match e {
+                Event::Reset { media_sequence, .. } => Some(*media_sequence),
+                _ => None,
+            });
+            Box::pin(self.apply(&k, events)).await;
+            if let Some(media_sequence) = next {
+                bases.push(ResetRendition {
+                    rendition: k.to_string(),
+                    media_sequence,
+                });
+            }
+        }
+        bases
     }
 
     /// Keeps a freshly pinned segment in memory for playback.

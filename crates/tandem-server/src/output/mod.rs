@@ -24,9 +24,12 @@
 //! - [`driver`]: the per-channel task that owns the merge engines.
 //! - [`cache`]: pinned segments held in memory for playback.
 //! - [`retention`]: input objects removed once nothing names them.
+//! - [`reset`]: starting an output afresh, on an operator's request.
+//! - [`timeline`]: which pipeline served when, for the status page.
 
 pub mod cache;
 pub mod driver;
+pub mod reset;
 pub mod retention;
 pub mod timeline;
 
@@ -67,7 +70,8 @@ pub struct EventRecord {
     /// The media playlist path, relative to the channel.
     pub rendition: String,
     /// `input_state`, `input_lost`, `input_restored`, `input_restarted`,
-    /// `switch`, `segment_filled`, `segment_missing`, `ended`.
+    /// `switch`, `segment_filled`, `segment_missing`, `ended`,
+    /// `output_resumed`, `output_reset`.
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<usize>,
@@ -264,6 +268,7 @@ struct Running {
     out: Arc<ChannelOutput>,
     /// Dropped or sent: the driver stops after its current step.
     stop: tokio::sync::oneshot::Sender<()>,
+    control: mpsc::UnboundedSender<reset::Control>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -300,6 +305,7 @@ impl Outputs {
         } = with;
         let (loaded_tx, loaded) = watch::channel(false);
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
         let out = Arc::new(ChannelOutput {
             id: id.clone(),
             roots,
@@ -323,6 +329,7 @@ impl Outputs {
             grace,
             retention,
             rx,
+            control: control_rx,
             loaded: loaded_tx,
             stopped,
         }));
@@ -330,7 +337,15 @@ impl Outputs {
             .map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone(), Running { out, stop, task });
+            .insert(
+                id.clone(),
+                Running {
+                    out,
+                    stop,
+                    control,
+                    task,
+                },
+            );
         if let Some(old) = previous {
             let _ = old.stop.send(());
         }
@@ -369,6 +384,21 @@ impl Outputs {
                 tracing::error!(error = %e, "an output driver failed");
             }
         }
+    }
+
+    /// Starts a channel's output afresh (see [`reset`]); `None` if the
+    /// channel has no output. Answers once every playlist is saved and
+    /// served at its new base.
+    pub async fn reset(&self, id: &ChannelId) -> Option<Vec<reset::ResetRendition>> {
+        let control = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .map(|r| r.control.clone())?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        control.send(reset::Control::Reset { reply }).ok()?;
+        answer.await.ok()
     }
 
     pub fn get(&self, id: &ChannelId) -> Option<Arc<ChannelOutput>> {

@@ -1,4 +1,4 @@
-//! `tandem channel create|list|show|retention|delete`.
+//! `tandem channel create|list|show|retention|delete|reset`.
 //!
 //! With a server running on the data directory (found through its
 //! `server.json`), or with `--server URL`, the command goes through the
@@ -15,7 +15,7 @@ use super::control::{ControlArgs, Target, api_call, choose_target, open_db, outp
 use clap::{Args, Subcommand};
 use tandem_core::ChannelId;
 use tandem_server::DataDir;
-use tandem_server::api::{ChannelView, channel_view};
+use tandem_server::api::{ChannelView, ResetView, channel_view};
 use tandem_server::registry::new_channel_spec;
 use tandem_store::Store;
 
@@ -49,6 +49,9 @@ enum ChannelCommand {
     },
     /// Delete a channel and everything its inputs stored.
     Delete { id: String },
+    /// Start the channel's output afresh (a new event): new media sequence
+    /// numbers, the old segments removed after the grace period.
+    Reset { id: String },
 }
 
 pub fn run(
@@ -126,6 +129,25 @@ pub fn run(
                 tandem_core::RetentionSettings { input_secs: secs },
             )?;
             output(args.control.json, &view, || print_channel(&view))
+        }
+        ChannelCommand::Reset { id } => {
+            let view = reset(&target, &id)?;
+            output(args.control.json, &view, || match &view {
+                Some(v) if v.renditions.is_empty() => {
+                    println!("output of {id} reset; it has no playlist yet");
+                }
+                Some(v) => {
+                    println!(
+                        "output of {id} reset; old segments are removed after the grace period"
+                    );
+                    for r in &v.renditions {
+                        println!("{}\tnext media sequence {}", r.rendition, r.media_sequence);
+                    }
+                }
+                None => println!(
+                    "output of {id} starts afresh when the server starts (no server is running)"
+                ),
+            })
         }
         ChannelCommand::Delete { id } => {
             delete(&target, &id)?;
@@ -277,6 +299,35 @@ fn delete(target: &Target, id: &str) -> anyhow::Result<()> {
                 Ok(()) | Err(tandem_store::StoreError::NotFound(_)) => Ok(()),
                 Err(e) => Err(e.into()),
             }
+        }
+    }
+}
+
+/// `None`: no server runs; the reset is left for the channel's driver.
+fn reset(target: &Target, id: &str) -> anyhow::Result<Option<ResetView>> {
+    let cid = parse_id(id)?;
+    match target {
+        Target::Api { .. } => Ok(Some(serde_json::from_str(
+            &api_call(
+                target,
+                "POST",
+                &format!("/api/v1/channels/{cid}/reset"),
+                None,
+            )?
+            .1,
+        )?)),
+        Target::Database { data, .. } => {
+            open_db(data)?
+                .get(&cid)?
+                .with_context(|| format!("channel {cid} does not exist"))?;
+            let store = tandem_store::LocalStore::open(data.root())?;
+            let rt = tokio::runtime::Builder::new_current_thread().build()?;
+            rt.block_on(tandem_server::output::reset::request_reset(
+                &store,
+                &cid,
+                SystemTime::now(),
+            ))?;
+            Ok(None)
         }
     }
 }

@@ -135,6 +135,10 @@ pub fn api_call(
             .header("Authorization", &auth)
             .content_type("application/json")
             .send(b),
+        ("POST", None) => agent
+            .post(&full)
+            .header("Authorization", &auth)
+            .send_empty(),
         ("DELETE", _) => agent.delete(&full).header("Authorization", &auth).call(),
         _ => agent.get(&full).header("Authorization", &auth).call(),
     }
