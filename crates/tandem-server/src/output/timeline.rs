@@ -40,6 +40,8 @@ enum What {
     Gap,
     Ended,
     Resumed,
+    /// An operator started the output afresh.
+    Reset,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +65,7 @@ impl Rendition {
             (What::Ended, _) => Serving::Ended(None),
             (What::Resumed, Serving::Ended(Some(p))) => Serving::Pipeline(p),
             (What::Resumed, Serving::Ended(None)) => Serving::Unknown,
-            (What::Gap | What::Resumed, s) => s,
+            (What::Gap | What::Resumed | What::Reset, s) => s,
         }
     }
 
@@ -121,6 +123,8 @@ pub struct RenditionView {
     pub switches: Vec<SwitchMark>,
     /// Positions neither pipeline delivered whole.
     pub gaps: Vec<GapMark>,
+    /// Where an operator started the output afresh.
+    pub resets: Vec<GapMark>,
 }
 
 /// A channel's timeline as the status API serves it.
@@ -160,6 +164,7 @@ impl Timeline {
             "segment_missing" => What::Gap,
             "ended" => What::Ended,
             "output_resumed" => What::Resumed,
+            "output_reset" => What::Reset,
             _ => return,
         };
         let r = self
@@ -191,6 +196,7 @@ impl Timeline {
             let mut stretches = Vec::new();
             let mut switches = Vec::new();
             let mut gaps = Vec::new();
+            let mut resets = Vec::new();
             let mut serving = r.before;
             let mut since = start;
             for m in &r.marks {
@@ -212,6 +218,10 @@ impl Timeline {
                         time: rfc3339_millis(m.at),
                         at: secs(start, at),
                     }),
+                    What::Reset => resets.push(GapMark {
+                        time: rfc3339_millis(m.at),
+                        at: secs(start, at),
+                    }),
                     What::Ended | What::Resumed => {}
                 }
                 if next != serving {
@@ -226,6 +236,7 @@ impl Timeline {
                 stretches,
                 switches,
                 gaps,
+                resets,
             });
         }
         TimelineView {
@@ -353,7 +364,9 @@ mod tests {
         tl.note(t(50), &ev("ended", None, None));
         tl.note(t(60), &ev("output_resumed", None, None));
         tl.note(t(80), &ev("switch", Some("1"), Some("stalled")));
+        tl.note(t(90), &ev("output_reset", None, None));
         let v = tl.view(t(100));
+        assert_eq!(v.renditions[0].resets[0].time, rfc3339_millis(t(90)));
         assert_eq!(
             pipelines(&v),
             [

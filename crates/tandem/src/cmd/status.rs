@@ -89,8 +89,8 @@ fn state_cell(color: bool, state: &str, since: Option<f64>) -> String {
 }
 
 /// One character a minute over the timeline: `0`/`1` the pipeline that
-/// served most of it, `|` a switch in it, `!` a gap in it, `E` ended,
-/// `·` no output.
+/// served most of it, `|` a switch in it, `!` a gap in it, `R` a reset in
+/// it, `E` ended, `·` no output.
 pub fn strip(rendition: &serde_json::Value, span_secs: f64, cells: usize) -> String {
     let width = span_secs / cells as f64;
     let mut out = String::with_capacity(cells);
@@ -100,7 +100,7 @@ pub fn strip(rendition: &serde_json::Value, span_secs: f64, cells: usize) -> Str
             .map(|a| a.iter().filter_map(|m| m["at"].as_f64()).collect())
             .unwrap_or_default()
     };
-    let (switches, gaps) = (marks("switches"), marks("gaps"));
+    let (switches, gaps, resets) = (marks("switches"), marks("gaps"), marks("resets"));
     let stretches = rendition["stretches"]
         .as_array()
         .cloned()
@@ -110,6 +110,10 @@ pub fn strip(rendition: &serde_json::Value, span_secs: f64, cells: usize) -> Str
         let inside = |t: &f64| *t >= lo && *t < hi;
         if gaps.iter().any(inside) {
             out.push('!');
+            continue;
+        }
+        if resets.iter().any(inside) {
+            out.push('R');
             continue;
         }
         // Switches at the very start are the first stretch's start.
@@ -244,7 +248,7 @@ pub fn render(st: &Status, color: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "  last hour, a character a minute: 0/1 pipeline, | switch, ! gap, E ended, · no output"
+        "  last hour, a character a minute: 0/1 pipeline, | switch, ! gap, R reset, E ended, · no output"
     );
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<16} COVERAGE (newest 40 indexes)", "ARCHIVE");

@@ -113,6 +113,10 @@ function timeline(ch) {
       g.append(h("line", { class: "gap", x1: x(gap.time), x2: x(gap.time), y1: y, y2: y + ROW },
         h("title", {}, `segment missing from both pipelines at ${gap.time}`)));
     }
+    for (const reset of r.resets || []) {
+      g.append(h("line", { class: "reset", x1: x(reset.time), x2: x(reset.time), y1: y - 2, y2: y + ROW + 2 },
+        h("title", {}, `output reset (a fresh start) at ${reset.time}`)));
+    }
     if (rows.length > 1) g.append(h("text", { class: "rendition", x: 4, y: y + 12 }, r.rendition));
     svg.append(g);
   });
@@ -128,7 +132,7 @@ function legend() {
   const spans = SPANS.map(([m, label]) => h("button", { type: "button", class: "span", "data-span": m,
     "aria-pressed": state.span === m ? "true" : "false" }, label));
   return h("div", { class: "legend" }, item("s-p0", "pipeline 0"), item("s-p1", "pipeline 1"),
-    item("s-ended", "ended"), item("s-none", "no output"), item("s-gap", "gap"), item("s-switch", "switch"),
+    item("s-ended", "ended"), item("s-none", "no output"), item("s-gap", "gap"), item("s-switch", "switch"), item("s-reset", "reset"),
     h("span", { class: "spans" }, spans));
 }
 

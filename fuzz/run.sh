@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# fuzz/run.sh SECONDS [TARGET…]: runs every cargo-fuzz target (or the ones
+# named) for SECONDS each, on the nightly toolchain, from its corpus in
+# fuzz/corpus/TARGET (seeded from testdata/ where a capture fits), and prints
+# one table: target, executions, corpus size, crashes. The corpus grows in
+# fuzz/target/corpus/TARGET (not committed); fuzz/corpus/ holds the
+# committed seeds. Crashes are kept in
+# fuzz/artifacts/TARGET/; each one found becomes a regression test in the
+# ordinary suite.
+#
+# Needs: rustup's nightly toolchain and cargo-fuzz
+# (cargo install cargo-fuzz --locked).
+set -euo pipefail
+cd "$(dirname "$0")"
+SECS=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
+shift
+TARGETS=("$@")
+if [ ${#TARGETS[@]} -eq 0 ]; then
+  mapfile -t TARGETS < <(cargo +nightly fuzz list)
+fi
+seed() {
+  local t=$1 dir=corpus/$1
+  mkdir -p "$dir" "target/corpus/$t"
+  if [ "$t" = ts_archive ] && [ -z "$(ls -A "$dir")" ]; then
+    for f in ../testdata/ts/*.ts; do head -c 65536 "$f" > "$dir/$(basename "$f")"; done
+  fi
+}
+cargo +nightly fuzz build >/dev/null
+rows=()
+for t in "${TARGETS[@]}"; do
+  seed "$t"
+  log=$(mktemp)
+  cargo +nightly fuzz run "$t" "target/corpus/$t" "corpus/$t" -- -max_total_time="$SECS" -print_final_stats=1 \
+    > "$log" 2>&1 || true
+  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  corpus=$(find "target/corpus/$t" -type f | wc -l)
+  crashes=$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' \) 2>/dev/null | wc -l)
+  rows+=("$(printf '%-16s %12s %8s %8s' "$t" "${execs:-?}" "$corpus" "$crashes")")
+  rm -f "$log"
+done
+printf '%-16s %12s %8s %8s\n' target executions corpus crashes
+printf '%s\n' "${rows[@]}"
