@@ -135,7 +135,9 @@ fn parse_head(raw: &[u8], method: &str) -> anyhow::Result<Head> {
         .field("content-length")
         .map(|v| v.parse::<u64>())
         .transpose()?;
-    head.close = head.field("connection").is_some_and(|v| v.contains("close"));
+    head.close = head
+        .field("connection")
+        .is_some_and(|v| v.contains("close"));
     head.framing = if method == "HEAD" || status == 204 || status == 304 || status / 100 == 1 {
         Framing::Length(0)
     } else if chunked {

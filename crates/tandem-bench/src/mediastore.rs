@@ -149,7 +149,10 @@ pub fn cpu_ns(pids: &[u32]) -> Option<u64> {
     for p in pids {
         for task in std::fs::read_dir(format!("/proc/{p}/task")).ok()?.flatten() {
             if let Ok(kids) = std::fs::read_to_string(task.path().join("children")) {
-                all.extend(kids.split_whitespace().filter_map(|k| k.parse::<u32>().ok()));
+                all.extend(
+                    kids.split_whitespace()
+                        .filter_map(|k| k.parse::<u32>().ok()),
+                );
             }
         }
     }
@@ -298,6 +301,7 @@ pub async fn verify_get(
 /// One timed load: `conns` connections sending `op` back to back for
 /// `duration`. PUTs write `{folder}/seg{k}.ts` for k rotating over
 /// [`PUT_ROTATE`] names; GETs read the [`seed`]ed objects of `folder`.
+#[allow(clippy::too_many_arguments)]
 pub async fn load(
     o: &Origin,
     signer: &Arc<Signer>,
@@ -664,7 +668,10 @@ pub async fn ttfb_streaming(
         }
         let mut st = BodyState::of(&head);
         let Some(first) = get.read_body_part(&mut st).await? else {
-            bail!("{}: GET {path}: an empty body while the upload was in flight", o.label);
+            bail!(
+                "{}: GET {path}: an empty body while the upload was in flight",
+                o.label
+            );
         };
         samples.push(sent.elapsed());
         put.send_more(&body[half..]).await?;
@@ -775,7 +782,12 @@ pub async fn ttfb_complete(
             got.extend_from_slice(&part);
         }
         if got != body {
-            bail!("{}: GET {path} returned {} bytes, not the {} written", o.label, got.len(), body.len());
+            bail!(
+                "{}: GET {path} returned {} bytes, not the {} written",
+                o.label,
+                got.len(),
+                body.len()
+            );
         }
     }
     Ok(TtfbReport {

@@ -253,7 +253,11 @@ async fn mediastore_scenarios_run_in_smoke_mode() {
         assert_eq!(cell.errors(), (0, 0), "{cell:?}");
         for r in cell.tandem.iter().chain(&cell.nginx) {
             assert!(r.requests > 0 && r.latency.samples > 0, "{cell:?}");
-            assert!(r.cpu_us_per_req.is_some_and(|c| c > 0.0), "{cell:?}");
+            // Read from /proc (a short turn may see no tick of it: >= 0).
+            assert!(
+                r.cpu_us_per_req.is_some_and(|c| c.is_finite() && c >= 0.0),
+                "{cell:?}"
+            );
         }
         assert!(cell.ratio().is_finite() && cell.ratio() > 0.0, "{cell:?}");
         assert!(cell.row().starts_with("| "), "{}", cell.row());

@@ -144,7 +144,10 @@ mod tests {
     }
 
     fn body(n: usize) -> Vec<Bytes> {
-        vec![Bytes::from(vec![7u8; n / 2]), Bytes::from(vec![8u8; n - n / 2])]
+        vec![
+            Bytes::from(vec![7u8; n / 2]),
+            Bytes::from(vec![8u8; n - n / 2]),
+        ]
     }
 
     #[test]

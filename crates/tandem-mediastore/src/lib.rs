@@ -46,8 +46,8 @@ use sha2::{Digest, Sha256};
 use tandem_core::ObjectPath;
 use tandem_store::{Entry, Parents, Store, StoreError};
 
-pub use error::MsError;
 use cache::ObjectCache;
+pub use error::MsError;
 use inflight::InFlights;
 use sigv4::{AuthError, RequestHead};
 

@@ -488,7 +488,10 @@ fn read_range(
             return Err(StoreError::from_io(
                 "read",
                 key,
-                io::Error::new(io::ErrorKind::UnexpectedEof, "object shrank while being read"),
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shrank while being read",
+                ),
             ));
         }
         let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(Bytes::from(buf))]));
