@@ -5,9 +5,14 @@
 //!   the last body byte and no client crate is needed for that.
 //! - [`scenarios`]: publish latency, scale (channels × pipelines ×
 //!   renditions with readers), memory during 2 GB transfers.
+//! - [`mediastore`]: MediaStore-style PutObject/GetObject req/s beside
+//!   nginx, and the time to first byte of a STREAMING GET.
+//! - [`sign`]: SigV4 signing (service `mediastore`) by `aws-sigv4`.
 //!
 //! Everything targets a server given by URL and admin token; every loop is
 //! bounded in count and time.
 
 pub mod client;
+pub mod mediastore;
 pub mod scenarios;
+pub mod sign;

@@ -2,10 +2,14 @@
 //! Tandem and prints markdown rows for `docs/benchmarks.md`.
 #![allow(clippy::print_stdout)]
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tandem_bench::mediastore::{self, CompareConfig, Origin, PayloadMode};
 use tandem_bench::scenarios::{self, Target};
 
 /// Benchmark scenarios against a running Tandem.
@@ -56,6 +60,85 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         channels: usize,
     },
+    /// MediaStore-style PutObject/GetObject req/s against Tandem's
+    /// MediaStore listener and nginx, interleaved in rounds.
+    Mediastore {
+        #[command(flatten)]
+        ms: MsArgs,
+        /// nginx (the anchor: `dav_methods PUT`, tmpfs), as IP:PORT.
+        #[arg(long)]
+        nginx: SocketAddr,
+        /// nginx's PUT location.
+        #[arg(long, default_value = "/live")]
+        nginx_prefix: String,
+        /// nginx's master pid (workers are its children), for CPU accounting.
+        #[arg(long)]
+        nginx_pid: Option<u32>,
+        #[arg(long, value_delimiter = ',', default_value = "8,64")]
+        put_conns: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "64,256")]
+        get_conns: Vec<usize>,
+        /// Rounds per row; each runs Tandem and nginx once, alternating
+        /// which goes first.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds of one server's turn in a round.
+        #[arg(long, default_value_t = 5.0)]
+        turn_secs: f64,
+        /// How PUT bodies are signed: unsigned (UNSIGNED-PAYLOAD, as
+        /// botocore), header (x-amz-content-sha256), body (hash signed, not sent).
+        #[arg(long, default_value = "unsigned")]
+        payload: String,
+    },
+    /// Time to first byte of a STREAMING GET while its upload is in flight,
+    /// and of a complete object for context.
+    Ttfb {
+        #[command(flatten)]
+        ms: MsArgs,
+        /// Also time GETs of a complete object from this nginx, IP:PORT.
+        #[arg(long)]
+        nginx: Option<SocketAddr>,
+        #[arg(long, default_value = "/live")]
+        nginx_prefix: String,
+        #[arg(long, default_value_t = 1000)]
+        reps: usize,
+    },
+}
+
+/// Tandem's MediaStore listener and the objects to send.
+#[derive(Debug, clap::Args)]
+struct MsArgs {
+    /// Tandem's MediaStore listener, IP:PORT.
+    #[arg(long, default_value = "127.0.0.1:9010")]
+    mediastore: SocketAddr,
+    /// Object bodies (e.g. the anchor's seg200k.ts and seg750k.ts); without
+    /// any, generated bodies of --sizes bytes.
+    #[arg(long = "body")]
+    bodies: Vec<std::path::PathBuf>,
+    #[arg(long, value_delimiter = ',', default_value = "200000,750000")]
+    sizes: Vec<usize>,
+}
+
+impl MsArgs {
+    fn bodies(&self) -> anyhow::Result<Vec<(String, Arc<[u8]>)>> {
+        if self.bodies.is_empty() {
+            return Ok(self
+                .sizes
+                .iter()
+                .map(|&n| (format!("obj{}k.ts", n / 1000), mediastore::ts_like(n)))
+                .collect());
+        }
+        self.bodies
+            .iter()
+            .map(|p| {
+                let name = p
+                    .file_name()
+                    .map_or_else(|| "body".into(), |n| n.to_string_lossy().into_owned());
+                let b = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+                Ok((name, b.into()))
+            })
+            .collect()
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,6 +205,55 @@ fn main() -> anyhow::Result<()> {
             Scenario::IdleRss { channels } => {
                 let per = scenarios::idle_channel_rss(&t, channels).await?;
                 println!("| RSS per idle channel | {channels} channels | {:.1} KB |", per / 1e3);
+            }
+            Scenario::Mediastore { ms, nginx, nginx_prefix, nginx_pid, put_conns, get_conns, rounds, turn_secs, payload } => {
+                let payload = match payload.as_str() {
+                    "unsigned" => PayloadMode::Unsigned,
+                    "header" => PayloadMode::Header,
+                    "body" => PayloadMode::Body,
+                    other => anyhow::bail!("--payload {other:?}: expected unsigned, header or body"),
+                };
+                let container = mediastore::create_container(&t, "bench-ms").await?;
+                let signer = Arc::new(container.signer());
+                let tandem = Origin { label: "tandem", addr: ms.mediastore, prefix: format!("/{}", container.name), pids: t.pid.into_iter().collect() };
+                let nginx = Origin { label: "nginx", addr: nginx, prefix: nginx_prefix.trim_end_matches('/').to_owned(), pids: nginx_pid.into_iter().collect() };
+                // A connection count of 0 leaves that operation out.
+                let cfg = CompareConfig {
+                    bodies: ms.bodies()?,
+                    put_conns: put_conns.into_iter().filter(|&c| c > 0).collect(),
+                    get_conns: get_conns.into_iter().filter(|&c| c > 0).collect(),
+                    rounds,
+                    turn: Duration::from_secs_f64(turn_secs),
+                    payload,
+                };
+                println!("{}", mediastore::TABLE_HEAD);
+                mediastore::compare(&tandem, &nginx, &signer, &cfg, |cell| {
+                    println!("{}", cell.row());
+                    let _ = std::io::stdout().flush();
+                })
+                .await?;
+            }
+            Scenario::Ttfb { ms, nginx, nginx_prefix, reps } => {
+                let container = mediastore::create_container(&t, "bench-ttfb").await?;
+                let signer = container.signer();
+                let tandem = Origin { label: "tandem", addr: ms.mediastore, prefix: format!("/{}", container.name), pids: Vec::new() };
+                let limit = Duration::from_secs(120);
+                println!("| GET | object | server | GETs | first body byte p50 ms | p99 ms | max ms |");
+                println!("|---|---|---|---:|---:|---:|---:|");
+                for (name, body) in ms.bodies()? {
+                    let s = mediastore::ttfb_streaming(&tandem, &signer, &body, reps, limit).await?;
+                    let row = |what: &str, who: &str, r: &mediastore::TtfbReport| {
+                        println!("| {what} | {name} | {who} | {} | {:.3} | {:.3} | {:.3} |", r.ttfb.samples, r.ttfb.p50_ms, r.ttfb.p99_ms, r.ttfb.max_ms);
+                    };
+                    row("STREAMING, upload half sent", "Tandem", &s);
+                    let c = mediastore::ttfb_complete(&tandem, &signer, &body, reps, limit).await?;
+                    row("STANDARD, complete", "Tandem", &c);
+                    if let Some(addr) = nginx {
+                        let o = Origin { label: "nginx", addr, prefix: nginx_prefix.trim_end_matches('/').to_owned(), pids: Vec::new() };
+                        let n = mediastore::ttfb_complete(&o, &signer, &body, reps, limit).await?;
+                        row("complete", "nginx", &n);
+                    }
+                }
             }
         }
         anyhow::Ok(())

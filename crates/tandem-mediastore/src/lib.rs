@@ -25,6 +25,7 @@
 //! - `ms.containers/{container}/{path…}`: object bytes.
 //! - `ms.meta/{container}/{path…}`: content type, cache control, SHA-256.
 
+pub mod cache;
 pub mod error;
 pub mod inflight;
 pub mod names;
@@ -45,6 +46,7 @@ use sha2::{Digest, Sha256};
 use tandem_core::ObjectPath;
 use tandem_store::{Entry, Parents, Store, StoreError};
 
+use cache::ObjectCache;
 pub use error::MsError;
 use inflight::InFlights;
 use sigv4::{AuthError, RequestHead};
@@ -67,6 +69,9 @@ pub struct Settings {
     /// An upload not finished this long after its request began is
     /// cancelled (MediaStore: 30 s).
     pub upload_timeout: Duration,
+    /// Bytes of recently read objects kept in memory for GetObject
+    /// ([`cache`]); objects over an eighth of it are read from the store.
+    pub cache_bytes: usize,
 }
 
 impl Default for Settings {
@@ -76,6 +81,9 @@ impl Default for Settings {
             max_standard: 25 * 1000 * 1000,
             max_streaming: 10 * 1000 * 1000,
             upload_timeout: Duration::from_secs(30),
+            // A minute of a 6 Mbit/s ladder on both pipelines of four
+            // channels: what their players read is the newest segments.
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -126,6 +134,7 @@ struct Inner {
     settings: Settings,
     keys: RwLock<Keys>,
     flights: Arc<InFlights>,
+    cache: ObjectCache<ObjectInfo>,
     hook: RwLock<Option<tandem_store::PublishHook>>,
 }
 
@@ -167,6 +176,7 @@ impl MediaStore {
         Self {
             inner: Arc::new(Inner {
                 store,
+                cache: ObjectCache::new(settings.cache_bytes),
                 settings,
                 keys: RwLock::new(keys),
                 flights: Arc::default(),
@@ -555,6 +565,8 @@ async fn put_object(
         content_type,
         cache_control,
     };
+    // The next GetObject reads the new version from the store (and keeps it).
+    ms.cache.remove(&data_key);
     let record = serde_json::to_vec(&info).map_err(|e| {
         MsError::Internal(StoreError::Io {
             op: "encode",
@@ -684,16 +696,41 @@ async fn get_object(
     let not_found = || MsError::ObjectNotFound(t.segments.join("/"));
     let meta = match ms.store.stat(&data_key).await? {
         Some(Entry::Object(m)) => m,
-        _ => return Err(not_found()),
+        _ => {
+            ms.cache.remove(&data_key);
+            return Err(not_found());
+        }
     };
-    let meta_key = store_path(META, &t.container, &t.segments)?;
-    let info = read_info(ms, &meta_key, &meta.etag).await;
+    // Served from memory only while the store still holds those bytes.
+    let cached = ms
+        .cache
+        .get(&data_key)
+        .filter(|c| c.store_etag == meta.etag && c.info.size == meta.size);
+    metrics::counter!(
+        "tandem_mediastore_cache_reads_total",
+        "result" => if cached.is_some() { "hit" } else { "miss" }
+    )
+    .increment(1);
+    let info = match &cached {
+        Some(c) => Some(c.info.clone()),
+        None => {
+            let meta_key = store_path(META, &t.container, &t.segments)?;
+            read_info(ms, &meta_key, &meta.etag).await
+        }
+    };
     let range = match range {
         Some(r) if !head => Some(parse_range(r, meta.size)?),
         _ => None,
     };
     let (status, body, len) = if head {
         (StatusCode::OK, Body::empty(), meta.size)
+    } else if let (Some(c), None) = (&cached, &range) {
+        let chunks = c.chunks.clone().into_iter().map(Ok::<_, std::io::Error>);
+        (
+            StatusCode::OK,
+            Body::from_stream(futures_util::stream::iter(chunks)),
+            meta.size,
+        )
     } else {
         let (m, stream) = match ms.store.get(&data_key, range.clone()).await {
             Ok(x) => x,
@@ -706,7 +743,35 @@ async fn get_object(
         } else {
             StatusCode::OK
         };
-        (status, Body::from_stream(stream), len)
+        // A whole object described by its record is kept for the next
+        // readers: the bytes the store handed over are the ones the opened
+        // file held, so they are filed under that file's validator.
+        let keep = info
+            .as_ref()
+            .filter(|i| range.is_none() && i.store_etag == m.etag && ms.cache.would_keep(m.size));
+        if let Some(i) = keep {
+            let mut stream = stream;
+            let mut chunks = Vec::new();
+            while let Some(c) = stream.next().await {
+                chunks.push(c.map_err(|e| {
+                    MsError::Internal(StoreError::Io {
+                        op: "read",
+                        path: data_key.to_string(),
+                        source: e,
+                    })
+                })?);
+            }
+            ms.cache
+                .insert(data_key.clone(), m.etag.clone(), i.clone(), chunks.clone());
+            let chunks = chunks.into_iter().map(Ok::<_, std::io::Error>);
+            (
+                status,
+                Body::from_stream(futures_util::stream::iter(chunks)),
+                len,
+            )
+        } else {
+            (status, Body::from_stream(stream), len)
+        }
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -750,6 +815,7 @@ async fn delete_object(ms: &Arc<Inner>, t: &Target) -> Result<Response<Body>, Ms
         Some(Entry::Object(_)) => {}
         _ => return Err(not_found()),
     }
+    ms.cache.remove(&data_key);
     match ms.store.delete(&data_key).await {
         Ok(()) => {}
         Err(StoreError::NotFound(_)) => return Err(not_found()),
