@@ -213,12 +213,13 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             continue;
         }
         if let Some(v) = tag_value(line, "#EXT-X-TARGETDURATION") {
-            pl.target_duration = parse_u64(v, n, "#EXT-X-TARGETDURATION")?;
+            pl.target_duration = parse_bounded(v, n, "#EXT-X-TARGETDURATION", MAX_DURATION_SECS)?;
             have_target = true;
         } else if let Some(v) = tag_value(line, "#EXT-X-MEDIA-SEQUENCE") {
-            pl.media_sequence = parse_u64(v, n, "#EXT-X-MEDIA-SEQUENCE")?;
+            pl.media_sequence = parse_bounded(v, n, "#EXT-X-MEDIA-SEQUENCE", MAX_SEQUENCE)?;
         } else if let Some(v) = tag_value(line, "#EXT-X-DISCONTINUITY-SEQUENCE") {
-            pl.discontinuity_sequence = parse_u64(v, n, "#EXT-X-DISCONTINUITY-SEQUENCE")?;
+            pl.discontinuity_sequence =
+                parse_bounded(v, n, "#EXT-X-DISCONTINUITY-SEQUENCE", MAX_SEQUENCE)?;
         } else if line == "#EXT-X-ENDLIST" {
             pl.endlist = true;
         } else if line.starts_with("#EXT-X-STREAM-INF")
@@ -242,11 +243,11 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             let dur: f64 = d
                 .parse()
                 .ok()
-                .filter(|x: &f64| x.is_finite() && *x >= 0.0)
+                .filter(|x: &f64| x.is_finite() && *x >= 0.0 && *x <= MAX_DURATION_SECS as f64)
                 .ok_or_else(|| PlaylistError::BadValue {
                     line: n,
                     tag: "#EXTINF",
-                    expected: "a duration in seconds",
+                    expected: "a duration in seconds, at most a day",
                     found: d.to_owned(),
                 })?;
             extinf = Some((n, dur));
@@ -317,13 +318,28 @@ fn is_segment_tag(line: &str) -> bool {
     SEGMENT.iter().any(|t| line.starts_with(t))
 }
 
-fn parse_u64(v: &str, line: usize, tag: &'static str) -> Result<u64, PlaylistError> {
-    v.trim().parse().map_err(|_| PlaylistError::BadValue {
-        line,
-        tag,
-        expected: "a decimal integer",
-        found: v.to_owned(),
-    })
+/// The largest media or discontinuity sequence number taken: 2^62, far
+/// beyond any encoder's (time-based ones are near 2^31 in seconds, 2^41 in
+/// milliseconds), so that counting on from it cannot overflow.
+pub const MAX_SEQUENCE: u64 = 1 << 62;
+/// The longest target or segment duration taken: a day.
+pub const MAX_DURATION_SECS: u64 = 86_400;
+
+fn parse_bounded(v: &str, line: usize, tag: &'static str, max: u64) -> Result<u64, PlaylistError> {
+    v.trim()
+        .parse()
+        .ok()
+        .filter(|x| *x <= max)
+        .ok_or_else(|| PlaylistError::BadValue {
+            line,
+            tag,
+            expected: if max == MAX_SEQUENCE {
+                "a decimal integer up to 2^62"
+            } else {
+                "a decimal integer up to 86400"
+            },
+            found: v.to_owned(),
+        })
 }
 
 /// Parses `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm|±hhmm)` into epoch milliseconds.
@@ -471,7 +487,7 @@ mod tests {
             Err(PlaylistError::BadValue {
                 line: 2,
                 tag: "#EXT-X-TARGETDURATION",
-                expected: "a decimal integer",
+                expected: "a decimal integer up to 86400",
                 found: "x".into()
             })
         );

@@ -281,6 +281,23 @@ async fn per_channel_failover_settings_are_accepted_kept_and_validated() {
             r#"{"id":"bad","failover":{"loss_after":1.5}}"#,
             "unknown field `loss_after`",
         ),
+        // Values a timer cannot hold (the driver once panicked on them).
+        (
+            r#"{"id":"bad","failover":{"loss_after_targets":1e30}}"#,
+            "loss_after_targets",
+        ),
+        (
+            r#"{"id":"bad","failover":{"pdt_tolerance_targets":-1}}"#,
+            "pdt_tolerance_targets",
+        ),
+        (
+            r#"{"id":"bad","failover":{"pdt_tolerance_targets":1e300}}"#,
+            "pdt_tolerance_targets",
+        ),
+        (
+            r#"{"id":"bad","failover":{"hold_down_secs":18446744073709551615}}"#,
+            "hold_down_secs",
+        ),
     ] {
         let (status, v) = create_channel(&s, body).await;
         assert_eq!(status, 400, "{body}: {v}");

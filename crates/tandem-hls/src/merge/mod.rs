@@ -57,6 +57,10 @@ mod select;
 pub use event::{Event, SwitchReason};
 pub use saved::{RestoreError, SavedInput, SavedMerge, SavedSegment};
 
+/// The longest loss threshold: a day. A playlist may announce any target
+/// duration; a timer must stay within what the clock can add.
+pub const MAX_THRESHOLD: Duration = Duration::from_secs(86_400);
+
 /// How a rendition merges. Defaults follow the channel contract.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeConfig {
@@ -263,9 +267,13 @@ impl RenditionMerge {
         self.inputs[idx(p)].last_advance
     }
 
+    /// The loss threshold, at most [`MAX_THRESHOLD`]: the target duration
+    /// comes from an encoder's playlist and may be any number.
     fn threshold(&self, p: Pipeline) -> Duration {
         let target = self.target.unwrap_or(self.inputs[idx(p)].target).max(1);
-        Duration::from_secs_f64(target as f64 * self.cfg.loss_after_targets)
+        Duration::try_from_secs_f64(target as f64 * self.cfg.loss_after_targets)
+            .unwrap_or(MAX_THRESHOLD)
+            .min(MAX_THRESHOLD)
     }
 
     fn tolerance_ms(&self) -> i64 {
@@ -437,8 +445,10 @@ impl RenditionMerge {
             .cfg
             .prefer
             .filter(|q| self.active.is_some_and(|a| a != *q));
-        if let Some(since) = returning.and_then(|q| self.inputs[idx(q)].healthy_since) {
-            consider(since + self.cfg.hold_down);
+        if let Some(since) = returning.and_then(|q| self.inputs[idx(q)].healthy_since)
+            && let Some(t) = since.checked_add(self.cfg.hold_down)
+        {
+            consider(t);
         }
         d
     }

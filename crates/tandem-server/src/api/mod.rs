@@ -243,6 +243,35 @@ fn admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Failover settings within what the engine can run with: thresholds of
+/// seconds to hours, not negative, infinite or beyond a timer's range.
+pub fn check_failover(f: &tandem_core::FailoverSettings) -> Result<(), ApiError> {
+    let bad = |msg: &str| Err(ApiError(StatusCode::BAD_REQUEST, msg.to_owned()));
+    if f.loss_after_targets
+        .is_some_and(|x| !(x > 0.0 && x <= MAX_LOSS_AFTER_TARGETS))
+    {
+        return bad(
+            "failover.loss_after_targets must be more than 0 and at most 100 (target durations)",
+        );
+    }
+    if f.pdt_tolerance_targets
+        .is_some_and(|x| !(x >= 0.0 && x <= MAX_PDT_TOLERANCE_TARGETS))
+    {
+        return bad("failover.pdt_tolerance_targets must be from 0 to 10 (target durations)");
+    }
+    if f.hold_down_secs.is_some_and(|s| s > MAX_HOLD_DOWN_SECS) {
+        return bad("failover.hold_down_secs must be at most 86400 (a day)");
+    }
+    Ok(())
+}
+
+/// Loss threshold ceiling, in target durations.
+pub const MAX_LOSS_AFTER_TARGETS: f64 = 100.0;
+/// Alignment tolerance ceiling, in target durations.
+pub const MAX_PDT_TOLERANCE_TARGETS: f64 = 10.0;
+/// Hold-down ceiling.
+pub const MAX_HOLD_DOWN_SECS: u64 = 86_400;
+
 fn channel_id(id: &str) -> Result<ChannelId, ApiError> {
     ChannelId::parse(id).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
 }
@@ -307,16 +336,7 @@ async fn create(
             "failover.prefer must be 0 or 1".into(),
         ));
     }
-    if req
-        .failover
-        .loss_after_targets
-        .is_some_and(|x| !(x > 0.0 && x.is_finite()))
-    {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "failover.loss_after_targets must be a positive number".into(),
-        ));
-    }
+    check_failover(&req.failover)?;
     if req.inputs.len() > 2 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
