@@ -110,7 +110,11 @@ fn a_packet_missing_on_both_legs_is_reported_lost_when_the_window_passes() {
     assert_eq!(seqs(&out), vec![5, 6]);
     assert!(evs.iter().any(|e| matches!(
         e,
-        MergeEvent::Lost { sequence_number: 3, count: 2, .. }
+        MergeEvent::Lost {
+            sequence_number: 3,
+            count: 2,
+            ..
+        }
     )));
     assert_eq!(m.counters().output_lost, 2);
 }
@@ -139,7 +143,10 @@ fn one_leg_dead_then_back_loses_nothing_and_is_reported() {
         .filter(|e| matches!(e, MergeEvent::LegLost { leg: P1, .. }))
         .collect();
     assert_eq!(lost.len(), 1, "{evs:?}");
-    assert!(evs.iter().any(|e| matches!(e, MergeEvent::LegRestored { leg: P1, .. })));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, MergeEvent::LegRestored { leg: P1, .. }))
+    );
     assert!(m.counters().legs[1].sequence_gaps >= 200);
 }
 
@@ -165,13 +172,19 @@ fn a_leg_restarting_with_a_new_ssrc_is_reported_and_the_other_followed() {
     assert!(out.iter().all(|p| p.ssrc == SSRC));
     assert!(evs.iter().any(|e| matches!(
         e,
-        MergeEvent::LegRestarted { leg: P1, previous_ssrc: SSRC, ssrc: 0xdead, .. }
+        MergeEvent::LegRestarted {
+            leg: P1,
+            previous_ssrc: SSRC,
+            ssrc: 0xdead,
+            ..
+        }
     )));
     assert_eq!(m.counters().legs[1].foreign, 30);
 }
 
 #[test]
-fn when_the_followed_stream_ends_on_both_legs_the_restarted_one_is_followed_from_its_first_packet() {
+fn when_the_followed_stream_ends_on_both_legs_the_restarted_one_is_followed_from_its_first_packet()
+{
     let t0 = Instant::now();
     let mut m = merge();
     for s in 0..10u16 {
@@ -195,7 +208,12 @@ fn when_the_followed_stream_ends_on_both_legs_the_restarted_one_is_followed_from
     assert_eq!(&got[10..], &(first_new..530).collect::<Vec<u16>>()[..]);
     assert!(evs.iter().any(|e| matches!(
         e,
-        MergeEvent::StreamRestarted { leg: P1, previous_ssrc: SSRC, ssrc: 0xbeef, .. }
+        MergeEvent::StreamRestarted {
+            leg: P1,
+            previous_ssrc: SSRC,
+            ssrc: 0xbeef,
+            ..
+        }
     )));
     let ext: Vec<u64> = out.iter().map(|p| p.extended_sequence).collect();
     assert!(ext.windows(2).all(|w| w[1] > w[0]));
@@ -216,7 +234,9 @@ fn row_fec(media: &[Bytes], base: usize, l: usize, fec_seq: u16) -> Bytes {
 #[test]
 fn fec_recovers_a_single_loss_per_column_on_both_legs_bit_exact() {
     let (l, d) = (5usize, 4usize);
-    let media: Vec<Bytes> = (0..l * d).map(|i| rtp(65530u16.wrapping_add(i as u16), SSRC)).collect();
+    let media: Vec<Bytes> = (0..l * d)
+        .map(|i| rtp(65530u16.wrapping_add(i as u16), SSRC))
+        .collect();
     let lost = [1usize, 7, 13, 14]; // one per column (columns 1, 2, 3, 4)
     let t0 = Instant::now();
     let mut m = merge();
@@ -235,7 +255,10 @@ fn fec_recovers_a_single_loss_per_column_on_both_legs_bit_exact() {
     let (out, evs) = drain(&mut m);
     let want: Vec<u16> = (0..20u16).map(|i| 65530u16.wrapping_add(i)).collect();
     assert_eq!(seqs(&out), want);
-    assert!(out.iter().zip(&media).all(|(p, m)| p.datagram == m), "not bit-exact");
+    assert!(
+        out.iter().zip(&media).all(|(p, m)| p.datagram == m),
+        "not bit-exact"
+    );
     for i in lost {
         assert_eq!(out[i].source, Source::Fec(FecDirection::Column));
     }
@@ -267,7 +290,10 @@ fn row_fec_recovers_a_burst_that_columns_cannot() {
     tick_until(&mut m, t0 + ms(400));
     let (out, _) = drain(&mut m);
     assert_eq!(seqs(&out), (0..16).collect::<Vec<u16>>());
-    assert!(out.iter().zip(&media).all(|(p, m)| p.datagram == m), "not bit-exact");
+    assert!(
+        out.iter().zip(&media).all(|(p, m)| p.datagram == m),
+        "not bit-exact"
+    );
     assert_eq!(m.counters().recovered_by_fec, 2);
 }
 
@@ -293,7 +319,11 @@ fn a_double_loss_in_one_column_without_rows_is_reported_unrecoverable() {
     let lost: Vec<(u16, u64)> = evs
         .iter()
         .filter_map(|e| match e {
-            MergeEvent::Lost { sequence_number, count, .. } => Some((*sequence_number, *count)),
+            MergeEvent::Lost {
+                sequence_number,
+                count,
+                ..
+            } => Some((*sequence_number, *count)),
             _ => None,
         })
         .collect();
@@ -317,7 +347,9 @@ fn non_rtp_and_wrong_payload_type_are_counted_and_dropped() {
     assert_eq!(m.counters().legs[0].invalid, 2);
     assert_eq!(m.counters().legs[1].invalid, 1);
     assert_eq!(
-        evs.iter().filter(|e| matches!(e, MergeEvent::Dropped { .. })).count(),
+        evs.iter()
+            .filter(|e| matches!(e, MergeEvent::Dropped { .. }))
+            .count(),
         3
     );
 }

@@ -48,13 +48,22 @@ fn silent_active_leg_is_left_once_the_silence_threshold_passes() {
     }
     let o = out(&mut s);
     // P0's last datagram arrived at 90 ms; at 190 ms (100 ms later) P1 takes over.
-    let from_p1: Vec<u16> = o.iter().filter(|(_, l)| *l == P1).map(|(n, _)| *n).collect();
+    let from_p1: Vec<u16> = o
+        .iter()
+        .filter(|(_, l)| *l == P1)
+        .map(|(n, _)| *n)
+        .collect();
     assert_eq!(from_p1, vec![19]);
     assert_eq!(o.iter().filter(|(_, l)| *l == P0).count(), 10);
     let evs = events(&mut s);
     assert!(evs.iter().any(|e| matches!(
         e,
-        SwitchEvent::Switched { from: Some(P0), to: P1, reason: SwitchReason::Silence, .. }
+        SwitchEvent::Switched {
+            from: Some(P0),
+            to: P1,
+            reason: SwitchReason::Silence,
+            ..
+        }
     )));
     assert_eq!(s.active(), Some(P1));
 }
@@ -95,11 +104,20 @@ fn continuity_errors_past_the_rate_switch_to_the_clean_leg() {
     assert_eq!(switched.len(), 1, "{evs:?}");
     assert!(matches!(
         switched[0],
-        SwitchEvent::Switched { from: Some(P0), to: P1, reason: SwitchReason::ContinuityErrors, .. }
+        SwitchEvent::Switched {
+            from: Some(P0),
+            to: P1,
+            reason: SwitchReason::ContinuityErrors,
+            ..
+        }
     ));
     // Five errors: P0's datagrams 2, 4, 6, 8, 10 each follow a gap; P1 from 10 on.
     let o = out(&mut s);
-    let p1: Vec<u16> = o.iter().filter(|(_, l)| *l == P1).map(|(n, _)| *n).collect();
+    let p1: Vec<u16> = o
+        .iter()
+        .filter(|(_, l)| *l == P1)
+        .map(|(n, _)| *n)
+        .collect();
     assert_eq!(p1, (10..20).collect::<Vec<u16>>());
     // P0 keeps being measured after the switch: datagrams 2, 4, …, 18.
     assert_eq!(s.counters().legs[0].continuity_errors, 9);
