@@ -75,20 +75,27 @@ fn a_packet_sent_twice_on_both_legs_goes_out_once() {
 fn a_packet_lost_on_one_leg_is_taken_from_the_other_within_the_window() {
     let t0 = Instant::now();
     let mut m = merge();
-    for s in 0..10u16 {
+    let mut arrivals = Vec::new();
+    for s in 0..40u16 {
         let t = t0 + ms(u64::from(s) * 5);
-        if s != 4 {
-            m.on_packet(t, P0, rtp(s, SSRC));
+        // Past the first window, so nothing is held back for the start.
+        if s != 24 {
+            arrivals.push((t, P0, s));
         }
         // P1 lags by 40 ms, inside the 50 ms window.
-        if s != 7 {
-            m.on_packet(t + ms(40), P1, rtp(s, SSRC));
+        if s != 27 {
+            arrivals.push((t + ms(40), P1, s));
         }
+    }
+    arrivals.sort_by_key(|a| a.0);
+    for (t, leg, s) in arrivals {
+        tick_until(&mut m, t);
+        m.on_packet(t, leg, rtp(s, SSRC));
     }
     tick_until(&mut m, t0 + ms(500));
     let (out, evs) = drain(&mut m);
-    assert_eq!(seqs(&out), (0..10).collect::<Vec<u16>>());
-    assert_eq!(out[4].source, Source::Leg(P1));
+    assert_eq!(seqs(&out), (0..40).collect::<Vec<u16>>());
+    assert_eq!(out[24].source, Source::Leg(P1));
     assert!(!evs.iter().any(|e| matches!(e, MergeEvent::Lost { .. })));
     assert_eq!(m.counters().max_differential_delay, ms(40));
 }

@@ -248,12 +248,13 @@ impl Merge {
         self.step(now);
     }
 
-    /// When [`Merge::on_tick`] must next be called, if ever.
+    /// When [`Merge::on_tick`] must next be called, if ever. After any call
+    /// at `now`, it is later than `now`.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut d: Option<Instant> = None;
         let mut at = |t: Instant| d = Some(d.map_or(t, |d| d.min(t)));
         if let Some(s) = &self.stream {
-            if !s.emitted_any && self.pending > 0 {
+            if !s.emitted_any && self.pending > 0 && self.blocked_since.is_none() {
                 at(s.hold_until);
             }
         }
