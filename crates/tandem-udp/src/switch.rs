@@ -260,15 +260,15 @@ impl LossSwitch {
             {
                 l.errors.pop_front();
             }
-            if let (false, Some(t)) = (l.lost, l.last) {
-                if now.saturating_duration_since(t) >= silence {
-                    l.lost = true;
-                    self.events.push_back(SwitchEvent::LegLost {
-                        at: now,
-                        leg,
-                        last_datagram: t,
-                    });
-                }
+            if let (false, Some(t)) = (l.lost, l.last)
+                && now.saturating_duration_since(t) >= silence
+            {
+                l.lost = true;
+                self.events.push_back(SwitchEvent::LegLost {
+                    at: now,
+                    leg,
+                    last_datagram: t,
+                });
             }
         }
         let Some(active) = self.active else {

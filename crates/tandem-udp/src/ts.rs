@@ -159,7 +159,7 @@ impl TsDatagram {
         if bytes.is_empty() {
             return Err(TsError::Empty);
         }
-        if bytes.len() % TS_PACKET_LEN != 0 {
+        if !bytes.len().is_multiple_of(TS_PACKET_LEN) {
             return Err(TsError::NotWholePackets { len: bytes.len() });
         }
         let d = Self { bytes };

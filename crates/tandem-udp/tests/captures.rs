@@ -1,5 +1,6 @@
 //! The parsers and engines against real ffmpeg 5.1 output captured on
 //! loopback (testdata/udp/README.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! ST 2022-7 merge scenarios, driven by an injected clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

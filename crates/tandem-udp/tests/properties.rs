@@ -1,4 +1,5 @@
 //! Properties of the 2022-7 merge and 2022-1 FEC over generated schedules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -84,7 +85,7 @@ proptest! {
     /// last packet always arrives, so no loss is at the unobservable tail).
     #[test]
     fn output_losses_equal_the_common_losses(s in sched(), common in proptest::collection::vec(any::<bool>(), 400)) {
-        let mut lose: Vec<bool> = common[..s.n].iter().map(|c| *c).collect();
+        let mut lose: Vec<bool> = common[..s.n].to_vec();
         lose[0] = false;
         if let Some(l) = lose.last_mut() { *l = false; }
         let t0 = Instant::now();

@@ -1,5 +1,6 @@
 //! Shared helpers: hand-built RTP/TS datagrams and a driver that collects output.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

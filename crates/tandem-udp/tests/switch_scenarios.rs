@@ -1,4 +1,5 @@
 //! Plain-UDP loss switch scenarios, driven by an injected clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

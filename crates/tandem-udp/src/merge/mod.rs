@@ -253,10 +253,12 @@ impl Merge {
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut d: Option<Instant> = None;
         let mut at = |t: Instant| d = Some(d.map_or(t, |d| d.min(t)));
-        if let Some(s) = &self.stream {
-            if !s.emitted_any && self.pending > 0 && self.blocked_since.is_none() {
-                at(s.hold_until);
-            }
+        if let Some(s) = &self.stream
+            && !s.emitted_any
+            && self.pending > 0
+            && self.blocked_since.is_none()
+        {
+            at(s.hold_until);
         }
         if let Some(since) = self.blocked_since {
             let w = since + self.cfg.skew_window;
@@ -271,14 +273,13 @@ impl Merge {
                 at(t + self.cfg.leg_lost_after);
             }
         }
-        if let Some(t) = self.last_in_stream {
-            if self
+        if let Some(t) = self.last_in_stream
+            && self
                 .legs
                 .iter()
                 .any(|l| l.diverged.as_ref().is_some_and(|d| d.reported))
-            {
-                at(t + self.cfg.skew_window);
-            }
+        {
+            at(t + self.cfg.skew_window);
         }
         d
     }
@@ -290,13 +291,13 @@ impl Merge {
 
     fn validate(&self, datagram: Bytes) -> Result<RtpPacket, DropReason> {
         let p = RtpPacket::parse(datagram).map_err(DropReason::NotRtp)?;
-        if let Some(expected) = self.cfg.payload_type {
-            if p.payload_type != expected {
-                return Err(DropReason::WrongPayloadType {
-                    expected,
-                    found: p.payload_type,
-                });
-            }
+        if let Some(expected) = self.cfg.payload_type
+            && p.payload_type != expected
+        {
+            return Err(DropReason::WrongPayloadType {
+                expected,
+                found: p.payload_type,
+            });
         }
         if p.payload_type == PAYLOAD_TYPE_MP2T {
             TsDatagram::parse(p.payload()).map_err(DropReason::BadTs)?;
@@ -386,32 +387,33 @@ impl Merge {
 
     fn insert(&mut self, now: Instant, leg: Pipeline, ext: u64, datagram: Bytes) {
         let b = bit(leg);
-        if let Some(s) = self.stream.as_mut() {
-            if !s.emitted_any && ext < self.next_out && self.highest - ext < self.mask / 2 {
-                // Still in the first window: an earlier packet moves the start back.
-                self.next_out = ext;
-                self.blocked_since = None;
-            }
+        if let Some(s) = self.stream.as_mut()
+            && !s.emitted_any
+            && ext < self.next_out
+            && self.highest - ext < self.mask / 2
+        {
+            // Still in the first window: an earlier packet moves the start back.
+            self.next_out = ext;
+            self.blocked_since = None;
         }
         let idx = (ext & self.mask) as usize;
-        if let Some(Some(slot)) = self.ring.get_mut(idx) {
-            if slot.ext == ext {
-                let c = &mut self.counters.legs[leg.index()];
-                if slot.legs & b != 0 {
-                    c.duplicates += 1;
-                } else if slot.datagram.is_none() {
-                    c.late += 1;
-                } else {
-                    c.redundant += 1;
-                    slot.legs |= b;
-                    let d = now.saturating_duration_since(slot.arrival);
-                    self.counters.differential_delay = Some(d);
-                    self.counters.max_differential_delay =
-                        self.counters.max_differential_delay.max(d);
-                    self.counters.later_leg = Some(leg);
-                }
-                return;
+        if let Some(Some(slot)) = self.ring.get_mut(idx)
+            && slot.ext == ext
+        {
+            let c = &mut self.counters.legs[leg.index()];
+            if slot.legs & b != 0 {
+                c.duplicates += 1;
+            } else if slot.datagram.is_none() {
+                c.late += 1;
+            } else {
+                c.redundant += 1;
+                slot.legs |= b;
+                let d = now.saturating_duration_since(slot.arrival);
+                self.counters.differential_delay = Some(d);
+                self.counters.max_differential_delay = self.counters.max_differential_delay.max(d);
+                self.counters.later_leg = Some(leg);
             }
+            return;
         }
         if ext < self.next_out {
             // Given up on (or never seen) and no longer in the history.
@@ -507,15 +509,15 @@ impl Merge {
     fn check_legs(&mut self, now: Instant) {
         for leg in Pipeline::BOTH {
             let l = &mut self.legs[leg.index()];
-            if let (false, Some(t)) = (l.lost, l.last_in_stream) {
-                if now.saturating_duration_since(t) >= self.cfg.leg_lost_after {
-                    l.lost = true;
-                    self.events.push_back(MergeEvent::LegLost {
-                        at: now,
-                        leg,
-                        last_packet: t,
-                    });
-                }
+            if let (false, Some(t)) = (l.lost, l.last_in_stream)
+                && now.saturating_duration_since(t) >= self.cfg.leg_lost_after
+            {
+                l.lost = true;
+                self.events.push_back(MergeEvent::LegLost {
+                    at: now,
+                    leg,
+                    last_packet: t,
+                });
             }
         }
     }
@@ -561,12 +563,13 @@ impl Merge {
             return;
         };
         for s in self.ring.iter_mut() {
-            if let Some(old) = s.take() {
-                if old.emitted && old.legs & FROM_FEC == 0 {
-                    for leg in Pipeline::BOTH {
-                        if old.legs & bit(leg) == 0 {
-                            self.counters.legs[leg.index()].filled_by_other += 1;
-                        }
+            if let Some(old) = s.take()
+                && old.emitted
+                && old.legs & FROM_FEC == 0
+            {
+                for leg in Pipeline::BOTH {
+                    if old.legs & bit(leg) == 0 {
+                        self.counters.legs[leg.index()].filled_by_other += 1;
                     }
                 }
             }
@@ -609,10 +612,11 @@ impl Merge {
 
     /// Emits what is due at `now`.
     fn drain(&mut self, now: Instant) {
-        if let Some(s) = &self.stream {
-            if !s.emitted_any && now < s.hold_until {
-                return;
-            }
+        if let Some(s) = &self.stream
+            && !s.emitted_any
+            && now < s.hold_until
+        {
+            return;
         }
         while self.pending > 0 {
             if self.present(self.next_out) {
@@ -655,13 +659,13 @@ impl Merge {
         let ext = self.next_out;
         let idx = (ext & self.mask) as usize;
         let mut out = None;
-        if let Some(Some(slot)) = self.ring.get_mut(idx) {
-            if slot.ext == ext && !slot.emitted {
-                if let Some(d) = &slot.datagram {
-                    slot.emitted = true;
-                    out = Some((d.clone(), slot.legs));
-                }
-            }
+        if let Some(Some(slot)) = self.ring.get_mut(idx)
+            && slot.ext == ext
+            && !slot.emitted
+            && let Some(d) = &slot.datagram
+        {
+            slot.emitted = true;
+            out = Some((d.clone(), slot.legs));
         }
         match out {
             Some((datagram, legs)) => {
@@ -713,22 +717,19 @@ impl Merge {
         }
         self.counters.output_packets += 1;
         self.counters.output_bytes += datagram.len() as u64;
-        if let Ok(p) = RtpPacket::parse(datagram.clone()) {
-            if p.payload_type == PAYLOAD_TYPE_MP2T {
-                if let Ok(ts) = TsDatagram::parse(p.payload()) {
-                    for pkt in ts.packets().flatten() {
-                        if let Continuity::Error { expected, found } =
-                            self.continuity.on_packet(&pkt)
-                        {
-                            self.counters.continuity_errors += 1;
-                            self.events.push_back(MergeEvent::ContinuityError {
-                                at: now,
-                                pid: pkt.pid(),
-                                expected,
-                                found,
-                            });
-                        }
-                    }
+        if let Ok(p) = RtpPacket::parse(datagram.clone())
+            && p.payload_type == PAYLOAD_TYPE_MP2T
+            && let Ok(ts) = TsDatagram::parse(p.payload())
+        {
+            for pkt in ts.packets().flatten() {
+                if let Continuity::Error { expected, found } = self.continuity.on_packet(&pkt) {
+                    self.counters.continuity_errors += 1;
+                    self.events.push_back(MergeEvent::ContinuityError {
+                        at: now,
+                        pid: pkt.pid(),
+                        expected,
+                        found,
+                    });
                 }
             }
         }
@@ -813,10 +814,10 @@ impl Merge {
         let idx = (ext & self.mask) as usize;
         let unemitted = ext >= self.next_out;
         if let Some(s) = self.ring.get_mut(idx) {
-            if let Some(old) = s.take() {
-                if old.ext != ext {
-                    self.retire(old);
-                }
+            if let Some(old) = s.take()
+                && old.ext != ext
+            {
+                self.retire(old);
             }
             if let Some(s) = self.ring.get_mut(idx) {
                 *s = Some(Slot {
@@ -845,7 +846,7 @@ impl Merge {
             .find(|(base, f)| {
                 let off = u64::from(f.offset);
                 let span = off * (u64::from(f.na) - 1);
-                ext >= **base && ext - **base <= span && (ext - **base) % off == 0
+                ext >= **base && ext - **base <= span && (ext - **base).is_multiple_of(off)
             })
             .map(|(b, _)| *b)
     }
