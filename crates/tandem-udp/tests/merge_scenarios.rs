@@ -1,0 +1,363 @@
+//! ST 2022-7 merge scenarios, driven by an injected clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use support::{drain, ms, rtp, seqs, tick_until};
+use tandem_udp::Pipeline::{P0, P1};
+use tandem_udp::fec::{FecDirection, FecPacket};
+use tandem_udp::merge::{Merge, MergeConfig, MergeEvent, Source};
+
+const SSRC: u32 = 0x1234_5678;
+
+fn merge() -> Merge {
+    Merge::new(MergeConfig::default())
+}
+
+#[test]
+fn sequence_numbers_wrap_from_65535_to_0_without_loss() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    let mut expected = Vec::new();
+    for i in 0..20u64 {
+        let seq = 65530u16.wrapping_add(i as u16);
+        expected.push(seq);
+        let t = t0 + ms(i);
+        m.on_packet(t, P0, rtp(seq, SSRC));
+        m.on_packet(t + ms(3), P1, rtp(seq, SSRC));
+        m.check_invariants();
+    }
+    tick_until(&mut m, t0 + ms(200));
+    let (out, _) = drain(&mut m);
+    assert_eq!(seqs(&out), expected);
+    let ext: Vec<u64> = out.iter().map(|p| p.extended_sequence).collect();
+    assert!(ext.windows(2).all(|w| w[1] == w[0] + 1), "{ext:?}");
+    assert_eq!(m.counters().output_lost, 0);
+    assert_eq!(m.counters().legs[1].redundant, 20);
+}
+
+#[test]
+fn reordering_inside_the_window_is_put_back_in_order() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    let order = [100u16, 102, 101, 105, 103, 104, 106];
+    for (i, s) in order.iter().enumerate() {
+        m.on_packet(t0 + ms(i as u64 * 2), P0, rtp(*s, SSRC));
+        m.check_invariants();
+    }
+    tick_until(&mut m, t0 + ms(200));
+    let (out, _) = drain(&mut m);
+    assert_eq!(seqs(&out), (100..=106).collect::<Vec<u16>>());
+    assert_eq!(m.counters().legs[0].out_of_order, 3);
+    assert_eq!(m.counters().output_lost, 0);
+}
+
+#[test]
+fn a_packet_sent_twice_on_both_legs_goes_out_once() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    for s in 0..5u16 {
+        for leg in [P0, P1, P0, P1] {
+            m.on_packet(t0 + ms(u64::from(s)), leg, rtp(s, SSRC));
+        }
+    }
+    tick_until(&mut m, t0 + ms(100));
+    let (out, _) = drain(&mut m);
+    assert_eq!(seqs(&out), vec![0, 1, 2, 3, 4]);
+    assert_eq!(m.counters().legs[0].duplicates, 5);
+    assert_eq!(m.counters().legs[1].duplicates, 5);
+    assert_eq!(m.counters().legs[1].redundant, 5);
+}
+
+#[test]
+fn a_packet_lost_on_one_leg_is_taken_from_the_other_within_the_window() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    let mut arrivals = Vec::new();
+    for s in 0..40u16 {
+        let t = t0 + ms(u64::from(s) * 5);
+        // Past the first window, so nothing is held back for the start.
+        if s != 24 {
+            arrivals.push((t, P0, s));
+        }
+        // P1 lags by 40 ms, inside the 50 ms window.
+        if s != 27 {
+            arrivals.push((t + ms(40), P1, s));
+        }
+    }
+    arrivals.sort_by_key(|a| a.0);
+    for (t, leg, s) in arrivals {
+        tick_until(&mut m, t);
+        m.on_packet(t, leg, rtp(s, SSRC));
+    }
+    tick_until(&mut m, t0 + ms(500));
+    let (out, evs) = drain(&mut m);
+    assert_eq!(seqs(&out), (0..40).collect::<Vec<u16>>());
+    assert_eq!(out[24].source, Source::Leg(P1));
+    assert!(!evs.iter().any(|e| matches!(e, MergeEvent::Lost { .. })));
+    assert_eq!(m.counters().max_differential_delay, ms(40));
+}
+
+#[test]
+fn a_packet_missing_on_both_legs_is_reported_lost_when_the_window_passes() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    for s in [0u16, 1, 2, 5, 6] {
+        m.on_packet(t0 + ms(u64::from(s)), P0, rtp(s, SSRC));
+        m.on_packet(t0 + ms(u64::from(s) + 1), P1, rtp(s, SSRC));
+    }
+    tick_until(&mut m, t0 + ms(54));
+    let (out, _) = drain(&mut m);
+    // 5 arrived at 5 ms: the gap is given up at 55 ms, not before.
+    assert_eq!(seqs(&out), vec![0, 1, 2]);
+    tick_until(&mut m, t0 + ms(56));
+    let (out, evs) = drain(&mut m);
+    assert_eq!(seqs(&out), vec![5, 6]);
+    assert!(evs.iter().any(|e| matches!(
+        e,
+        MergeEvent::Lost {
+            sequence_number: 3,
+            count: 2,
+            ..
+        }
+    )));
+    assert_eq!(m.counters().output_lost, 2);
+}
+
+#[test]
+fn one_leg_dead_then_back_loses_nothing_and_is_reported() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    let mut now = t0;
+    for s in 0..400u16 {
+        now = t0 + ms(u64::from(s) * 10);
+        m.on_packet(now, P0, rtp(s, SSRC));
+        // P1 dead from packet 100 to 299 (2 s).
+        if !(100..300).contains(&s) {
+            m.on_packet(now + ms(2), P1, rtp(s, SSRC));
+        } else {
+            m.on_tick(now + ms(2));
+        }
+        m.check_invariants();
+    }
+    tick_until(&mut m, now + ms(100));
+    let (out, evs) = drain(&mut m);
+    assert_eq!(seqs(&out), (0..400).collect::<Vec<u16>>());
+    let lost: Vec<_> = evs
+        .iter()
+        .filter(|e| matches!(e, MergeEvent::LegLost { leg: P1, .. }))
+        .collect();
+    assert_eq!(lost.len(), 1, "{evs:?}");
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, MergeEvent::LegRestored { leg: P1, .. }))
+    );
+    assert!(m.counters().legs[1].sequence_gaps >= 200);
+}
+
+#[test]
+fn a_leg_restarting_with_a_new_ssrc_is_reported_and_the_other_followed() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    for s in 0..50u16 {
+        let t = t0 + ms(u64::from(s) * 10);
+        m.on_packet(t, P0, rtp(s, SSRC));
+        if s < 20 {
+            m.on_packet(t + ms(1), P1, rtp(s, SSRC));
+        } else {
+            // P1's encoder restarted: new SSRC, new sequence base.
+            m.on_packet(t + ms(1), P1, rtp(9000 + s, 0xdead));
+        }
+        m.check_invariants();
+    }
+    // Up to just before P0's silence reaches the window.
+    tick_until(&mut m, t0 + ms(490 + 45));
+    let (out, evs) = drain(&mut m);
+    assert_eq!(seqs(&out), (0..50).collect::<Vec<u16>>());
+    assert!(out.iter().all(|p| p.ssrc == SSRC));
+    assert!(evs.iter().any(|e| matches!(
+        e,
+        MergeEvent::LegRestarted {
+            leg: P1,
+            previous_ssrc: SSRC,
+            ssrc: 0xdead,
+            ..
+        }
+    )));
+    assert_eq!(m.counters().legs[1].foreign, 30);
+}
+
+#[test]
+fn when_the_followed_stream_ends_on_both_legs_the_restarted_one_is_followed_from_its_first_packet()
+{
+    let t0 = Instant::now();
+    let mut m = merge();
+    for s in 0..10u16 {
+        let t = t0 + ms(u64::from(s) * 10);
+        m.on_packet(t, P0, rtp(s, SSRC));
+        m.on_packet(t, P1, rtp(500 + s, 0xbeef)); // P1 already restarted
+    }
+    // P0 stops; P1 carries on with the new stream.
+    for s in 10..30u16 {
+        let t = t0 + ms(u64::from(s) * 10);
+        m.on_packet(t, P1, rtp(500 + s, 0xbeef));
+        m.check_invariants();
+    }
+    tick_until(&mut m, t0 + ms(600));
+    let (out, evs) = drain(&mut m);
+    let got = seqs(&out);
+    assert_eq!(&got[..10], &(0..10).collect::<Vec<u16>>()[..]);
+    // Held back while P0 carried on, then replayed: from the first new packet P1 still held.
+    let first_new = got[10];
+    assert!(first_new <= 510, "{got:?}");
+    assert_eq!(&got[10..], &(first_new..530).collect::<Vec<u16>>()[..]);
+    assert!(evs.iter().any(|e| matches!(
+        e,
+        MergeEvent::StreamRestarted {
+            leg: P1,
+            previous_ssrc: SSRC,
+            ssrc: 0xbeef,
+            ..
+        }
+    )));
+    let ext: Vec<u64> = out.iter().map(|p| p.extended_sequence).collect();
+    assert!(ext.windows(2).all(|w| w[1] > w[0]));
+}
+
+fn column_fec(media: &[Bytes], base: usize, l: usize, d: usize, fec_seq: u16) -> Bytes {
+    let col: Vec<Bytes> = (0..d).map(|i| media[base + i * l].clone()).collect();
+    let sn = u16::from_be_bytes([media[base][2], media[base][3]]);
+    FecPacket::encode(FecDirection::Column, fec_seq, sn, l as u8, &col).unwrap()
+}
+
+fn row_fec(media: &[Bytes], base: usize, l: usize, fec_seq: u16) -> Bytes {
+    let row: Vec<Bytes> = media[base..base + l].to_vec();
+    let sn = u16::from_be_bytes([media[base][2], media[base][3]]);
+    FecPacket::encode(FecDirection::Row, fec_seq, sn, 1, &row).unwrap()
+}
+
+#[test]
+fn fec_recovers_a_single_loss_per_column_on_both_legs_bit_exact() {
+    let (l, d) = (5usize, 4usize);
+    let media: Vec<Bytes> = (0..l * d)
+        .map(|i| rtp(65530u16.wrapping_add(i as u16), SSRC))
+        .collect();
+    let lost = [1usize, 7, 13, 14]; // one per column (columns 1, 2, 3, 4)
+    let t0 = Instant::now();
+    let mut m = merge();
+    for (i, p) in media.iter().enumerate() {
+        let t = t0 + ms(i as u64);
+        if !lost.contains(&i) {
+            m.on_packet(t, P0, p.clone());
+            m.on_packet(t + ms(1), P1, p.clone());
+        }
+        m.check_invariants();
+    }
+    for c in 0..l {
+        m.on_fec(t0 + ms(21), P0, column_fec(&media, c, l, d, c as u16));
+    }
+    tick_until(&mut m, t0 + ms(400));
+    let (out, evs) = drain(&mut m);
+    let want: Vec<u16> = (0..20u16).map(|i| 65530u16.wrapping_add(i)).collect();
+    assert_eq!(seqs(&out), want);
+    assert!(
+        out.iter().zip(&media).all(|(p, m)| p.datagram == m),
+        "not bit-exact"
+    );
+    for i in lost {
+        assert_eq!(out[i].source, Source::Fec(FecDirection::Column));
+    }
+    assert_eq!(m.counters().recovered_by_fec, 4);
+    assert_eq!(m.counters().output_lost, 0);
+    assert!(!evs.iter().any(|e| matches!(e, MergeEvent::Lost { .. })));
+}
+
+#[test]
+fn row_fec_recovers_a_burst_that_columns_cannot() {
+    let (l, d) = (4usize, 4usize);
+    let media: Vec<Bytes> = (0..l * d).map(|i| rtp(i as u16, SSRC)).collect();
+    // Packets 4 and 8 share column 0: the column cannot rebuild either,
+    // rows 1 and 2 each lose one.
+    let lost = [4usize, 8];
+    let t0 = Instant::now();
+    let mut m = merge();
+    for (i, p) in media.iter().enumerate() {
+        if !lost.contains(&i) {
+            m.on_packet(t0 + ms(i as u64), P1, p.clone());
+        }
+    }
+    for c in 0..l {
+        m.on_fec(t0 + ms(17), P0, column_fec(&media, c, l, d, c as u16));
+    }
+    for r in 0..d {
+        m.on_fec(t0 + ms(17), P1, row_fec(&media, r * l, l, r as u16));
+    }
+    tick_until(&mut m, t0 + ms(400));
+    let (out, _) = drain(&mut m);
+    assert_eq!(seqs(&out), (0..16).collect::<Vec<u16>>());
+    assert!(
+        out.iter().zip(&media).all(|(p, m)| p.datagram == m),
+        "not bit-exact"
+    );
+    assert_eq!(m.counters().recovered_by_fec, 2);
+}
+
+#[test]
+fn a_double_loss_in_one_column_without_rows_is_reported_unrecoverable() {
+    let (l, d) = (4usize, 4usize);
+    let media: Vec<Bytes> = (0..l * d).map(|i| rtp(i as u16, SSRC)).collect();
+    let lost = [4usize, 8];
+    let t0 = Instant::now();
+    let mut m = merge();
+    for (i, p) in media.iter().enumerate() {
+        if !lost.contains(&i) {
+            m.on_packet(t0 + ms(i as u64), P0, p.clone());
+        }
+    }
+    for c in 0..l {
+        m.on_fec(t0 + ms(17), P0, column_fec(&media, c, l, d, c as u16));
+    }
+    tick_until(&mut m, t0 + ms(1000));
+    let (out, evs) = drain(&mut m);
+    assert_eq!(out.len(), 14);
+    assert_eq!(m.counters().output_lost, 2);
+    let lost: Vec<(u16, u64)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            MergeEvent::Lost {
+                sequence_number,
+                count,
+                ..
+            } => Some((*sequence_number, *count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, vec![(4, 1), (8, 1)]);
+}
+
+#[test]
+fn non_rtp_and_wrong_payload_type_are_counted_and_dropped() {
+    let t0 = Instant::now();
+    let mut m = merge();
+    m.on_packet(t0, P0, Bytes::from(vec![0x47; 188]));
+    let mut wrong = rtp(1, SSRC).to_vec();
+    wrong[1] = 96;
+    m.on_packet(t0, P0, Bytes::from(wrong));
+    let mut nosync = rtp(2, SSRC).to_vec();
+    nosync[12 + 188] = 0;
+    m.on_packet(t0, P1, Bytes::from(nosync));
+    tick_until(&mut m, t0 + ms(100));
+    let (out, evs) = drain(&mut m);
+    assert!(out.is_empty());
+    assert_eq!(m.counters().legs[0].invalid, 2);
+    assert_eq!(m.counters().legs[1].invalid, 1);
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, MergeEvent::Dropped { .. }))
+            .count(),
+        3
+    );
+}
