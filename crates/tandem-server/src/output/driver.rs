@@ -206,6 +206,9 @@ pub async fn run(parts: DriverParts) {
             }
         };
         tokio::select! {
+            // Notices first: an upload that landed is known before a timer
+            // (the retention sweep among them) judges what is on disk.
+            biased;
             msg = rx.recv() => match msg {
                 // Boxed: the handlers' futures are large, and inlining them
                 // here overflows a 2 MiB worker stack in debug builds.

@@ -21,7 +21,7 @@
 //! caller.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tandem_core::ObjectPath;
 
@@ -57,6 +57,21 @@ struct Seen {
     left: Option<Instant>,
     /// The sweep pass that last found it (or that it arrived in).
     pass: u64,
+    /// Its modification time as a listing showed it: which object of that
+    /// name this record is about. `None` until a listing showed it.
+    modified: Option<SystemTime>,
+}
+
+/// What a listing says about the object a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// The object the record has been about.
+    Same,
+    /// First listed now: recorded; it may go from the next walk on.
+    FirstListed,
+    /// Another object under the same name (an encoder reused it): a new
+    /// record, as if just published.
+    Replaced,
 }
 
 /// Every input object of a channel that retention has seen.
@@ -87,6 +102,7 @@ impl Ledger {
                 first: now,
                 left,
                 pass: self.pass,
+                modified: None,
             },
         );
     }
@@ -105,6 +121,7 @@ impl Ledger {
                         first: now,
                         left: Some(now),
                         pass,
+                        modified: None,
                     },
                 );
             }
@@ -114,6 +131,7 @@ impl Ledger {
                 first: now,
                 left: None,
                 pass,
+                modified: None,
             });
             // Marks it named once: when it leaves, `after_window` counts
             // from then, whatever its age.
@@ -130,6 +148,7 @@ impl Ledger {
             first: found.min(now),
             left: None,
             pass,
+            modified: None,
         });
         s.pass = pass;
         if is_playlist(key) {
@@ -149,6 +168,30 @@ impl Ledger {
         match due {
             Some(d) if now >= d => Verdict::Remove,
             other => Verdict::KeepUntil(other),
+        }
+    }
+
+    /// Checks a listed object against its record. An object committed,
+    /// then listed by a walk, before its upload notice arrived would
+    /// otherwise be judged on the record of an older object of the same
+    /// name; comparing modification times tells them apart.
+    pub fn identify(&mut self, now: Instant, key: &ObjectPath, modified: SystemTime) -> Identity {
+        let Some(s) = self.objects.get_mut(key) else {
+            return Identity::FirstListed;
+        };
+        match s.modified {
+            Some(m) if m == modified => Identity::Same,
+            Some(_) => {
+                self.on_published(now, key.clone());
+                if let Some(s) = self.objects.get_mut(key) {
+                    s.modified = Some(modified);
+                }
+                Identity::Replaced
+            }
+            None => {
+                s.modified = Some(modified);
+                Identity::FirstListed
+            }
         }
     }
 
@@ -275,5 +318,27 @@ mod tests {
         assert_eq!(l.len(), 1, "arrived during the pass");
         l.end_pass();
         assert_eq!(l.len(), 0, "not found by a whole pass");
+    }
+
+    #[test]
+    fn a_reused_name_listed_before_its_notice_is_not_judged_on_the_old_record() {
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        let w = |n: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + n);
+        let mut l = Ledger::default();
+        let seg = key("news/0/a0.ts");
+        l.on_named(s(1), HashSet::from([seg.clone()]));
+        assert_eq!(l.identify(s(1), &seg, w(1)), Identity::FirstListed);
+        assert_eq!(l.identify(s(6), &seg, w(1)), Identity::Same);
+        l.on_named(s(2), HashSet::new());
+        assert_eq!(l.judge(s(3600), &seg, s(3600), &RULES), Verdict::Remove);
+        // An hour later the encoder uploads a0.ts again; a walk lists it
+        // before the upload's notice arrives: another object.
+        assert_eq!(l.identify(s(3600), &seg, w(3600)), Identity::Replaced);
+        assert_eq!(
+            l.judge(s(3600), &seg, s(3600), &RULES),
+            Verdict::KeepUntil(Some(s(4200)))
+        );
+        assert_eq!(l.identify(s(3605), &seg, w(3600)), Identity::Same);
     }
 }

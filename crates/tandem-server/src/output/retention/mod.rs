@@ -35,7 +35,7 @@ use metrics::{counter, gauge};
 use tandem_core::{ObjectPath, Pipeline};
 use tandem_store::{Entry, ObjectMeta, Store, StoreError};
 
-pub use ledger::{Ledger, Rules, Verdict, is_playlist};
+pub use ledger::{Identity, Ledger, Rules, Verdict, is_playlist};
 
 use super::ChannelOutput;
 
@@ -243,8 +243,16 @@ impl Retention {
                     let age = wall.duration_since(meta.modified).unwrap_or_default();
                     now.checked_sub(age).unwrap_or(now)
                 };
+                // Which object of this name the listing shows: only one
+                // its record has been about since an earlier walk may go
+                // (a reused name's new upload may be listed before its
+                // notice arrives).
+                let identity = self.ledger.identify(now, &key, meta.modified);
                 let verdict = self.ledger.judge(now, &key, found, p.of(&rules));
-                if verdict == Verdict::Remove && may_remove {
+                if identity == Identity::FirstListed {
+                    self.ledger.identify(now, &key, meta.modified);
+                }
+                if verdict == Verdict::Remove && may_remove && identity == Identity::Same {
                     if !self.remove(store, p, &key, meta.size).await {
                         self.walk.bytes[p.index()] += meta.size;
                     }
