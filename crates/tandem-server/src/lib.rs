@@ -311,6 +311,14 @@ impl AppState {
                 clock: self.clock.clone(),
                 cfg,
                 grace: self.cfg.output_grace,
+                smooth_notices: self.notices.subscribe_smooth(&ch.id),
+                smooth: tandem_smooth::SmoothConfig {
+                    loss_after_fragments: f
+                        .loss_after_targets
+                        .unwrap_or(defaults.loss_after_targets),
+                    dvr_window: self.cfg.smooth_dvr_window,
+                    ..Default::default()
+                },
                 retention: output::retention::Settings {
                     after_window: self.cfg.input_retention(),
                     // Bound containers and buckets may hold more than HLS.
