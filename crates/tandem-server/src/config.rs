@@ -48,6 +48,12 @@ pub const DEFAULT_DISK_LOW_BYTES: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_DISK_CHECK: Duration = Duration::from_secs(10);
 /// Pinned output segments kept in memory: the newest segments of about 100
 /// renditions at 4 Mbit/s with 2 s segments and 6-segment windows.
+/// How far back Smooth clients may seek, and how long a fragment stays
+/// in a publishing point's manifest: 30 minutes, the usual "start over"
+/// reach (900 fragments a track at 2 s).
+pub const DEFAULT_SMOOTH_DVR_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// Longest Smooth DVR window accepted: a day.
+pub const MAX_SMOOTH_DVR_WINDOW: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_OUTPUT_CACHE: u64 = 256 * 1024 * 1024;
 /// The S3 listener's default address (MinIO's port, which S3 tools
 /// already know), on loopback like the main listener.
@@ -105,6 +111,8 @@ pub struct ServerConfig {
     pub output_grace: Duration,
     /// Memory for pinned output segments served to players.
     pub output_cache_bytes: u64,
+    /// A Smooth publishing point's `DVRWindowLength`.
+    pub smooth_dvr_window: Duration,
     /// How long an input object stays after it left every input playlist
     /// and the output window; `None`: the output's grace period.
     pub input_retention: Option<Duration>,
@@ -153,6 +161,7 @@ impl ServerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             output_grace: DEFAULT_OUTPUT_GRACE,
             output_cache_bytes: DEFAULT_OUTPUT_CACHE,
+            smooth_dvr_window: DEFAULT_SMOOTH_DVR_WINDOW,
             input_retention: None,
             input_unnamed_retention: DEFAULT_INPUT_UNNAMED_RETENTION,
             disk_low_percent: DEFAULT_DISK_LOW_PERCENT,
@@ -190,6 +199,17 @@ impl ServerConfig {
                     "{} s is more than {} s (a day); is it in seconds?",
                     self.archive_grace.as_secs(),
                     MAX_ARCHIVE_GRACE.as_secs()
+                ),
+            });
+        }
+        let dvr = self.smooth_dvr_window;
+        if dvr < Duration::from_secs(10) || dvr > MAX_SMOOTH_DVR_WINDOW {
+            return Err(SettingError {
+                setting: "smooth_dvr_window_secs",
+                message: format!(
+                    "{} s is outside 10 to {} s (a day)",
+                    dvr.as_secs(),
+                    MAX_SMOOTH_DVR_WINDOW.as_secs()
                 ),
             });
         }
@@ -253,6 +273,7 @@ impl ServerConfig {
 /// shutdown_grace_secs = 20
 /// output_grace_secs = 60
 /// output_cache_bytes = 268435456
+/// smooth_dvr_window_secs = 1800  # Smooth manifests' DVRWindowLength
 /// input_retention_secs = 60          # default: output_grace_secs
 /// input_unnamed_retention_secs = 600
 /// disk_low_percent = 5.0
@@ -287,6 +308,7 @@ pub struct FileConfig {
     pub shutdown_grace_secs: Option<u64>,
     pub output_grace_secs: Option<u64>,
     pub output_cache_bytes: Option<u64>,
+    pub smooth_dvr_window_secs: Option<u64>,
     pub input_retention_secs: Option<u64>,
     pub input_unnamed_retention_secs: Option<u64>,
     pub disk_low_percent: Option<f64>,
@@ -383,6 +405,9 @@ impl FileConfig {
         if let Some(v) = self.output_cache_bytes {
             cfg.output_cache_bytes = v;
         }
+        if let Some(v) = self.smooth_dvr_window_secs {
+            cfg.smooth_dvr_window = secs(v);
+        }
         if let Some(v) = self.input_retention_secs {
             cfg.input_retention = Some(secs(v));
         }
@@ -441,6 +466,7 @@ input_loss_after_secs = 4
 shutdown_grace_secs = 3
 output_grace_secs = 90
 output_cache_bytes = 1024
+smooth_dvr_window_secs = 600
 input_retention_secs = 120
 input_unnamed_retention_secs = 900
 disk_low_percent = 2.5
@@ -487,6 +513,7 @@ url = "http://127.0.0.1:9999/hook"
                 shutdown_grace_secs: Some(3),
                 output_grace_secs: Some(90),
                 output_cache_bytes: Some(1024),
+                smooth_dvr_window_secs: Some(600),
                 input_retention_secs: Some(120),
                 input_unnamed_retention_secs: Some(900),
                 disk_low_percent: Some(2.5),

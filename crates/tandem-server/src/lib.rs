@@ -311,6 +311,23 @@ impl AppState {
                 clock: self.clock.clone(),
                 cfg,
                 grace: self.cfg.output_grace,
+                smooth_notices: self.notices.subscribe_smooth(&ch.id),
+                smooth: tandem_smooth::SmoothConfig {
+                    loss_after_fragments: f
+                        .loss_after_targets
+                        .unwrap_or(defaults.loss_after_targets),
+                    dvr_window: self.cfg.smooth_dvr_window,
+                    // Fragments are served as the encoder sent them, and
+                    // ffmpeg's carry no tfrf: clients must refresh the
+                    // manifest rather than wait for look-ahead entries
+                    // (GStreamer's mssdemux aborts on a live fragment
+                    // without tfrf when the count is above 0).
+                    manifest: tandem_smooth::ManifestSettings {
+                        look_ahead_fragment_count: 0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
                 retention: output::retention::Settings {
                     after_window: self.cfg.input_retention(),
                     // Bound containers and buckets may hold more than HLS.

@@ -6,6 +6,11 @@
 //! its channel's notices. This module sits below both: ingest never calls
 //! the output, the output never calls ingest, and neither imports the
 //! other.
+//!
+//! Smooth pushes have their own stream ([`SmoothNotice`]): a push opening
+//! asks the channel's Smooth driver whether its tracks may join the
+//! publishing point (the answer decides the POST's status), then tells it
+//! of each fragment stored whole and of how the push ended.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -27,6 +32,38 @@ pub enum Notice {
     },
 }
 
+/// What a Smooth push tells its channel's Smooth driver. `point` is the
+/// publishing point's name (`sports` for `…/sports.isml/…`).
+#[derive(Debug)]
+pub enum SmoothNotice {
+    /// A push declared its tracks; the driver answers whether they join.
+    Started {
+        point: String,
+        start: tandem_smooth::StreamStart,
+        reply: tokio::sync::oneshot::Sender<Result<(), tandem_smooth::SmoothError>>,
+    },
+    /// A fragment was published whole under `fragment.storage_key`.
+    Fragment {
+        point: String,
+        fragment: tandem_smooth::FragmentNotice,
+        /// When it was published, for the publish delay metric.
+        at: Instant,
+    },
+    /// The push ended on purpose (`mfra`, or the body ended cleanly).
+    Ended {
+        point: String,
+        pipeline: Pipeline,
+        stream: String,
+        how: tandem_smooth::EndOfStream,
+    },
+    /// The push broke off (connection cut, idle, or refused mid-body).
+    Dropped {
+        point: String,
+        pipeline: Pipeline,
+        stream: String,
+    },
+}
+
 /// `{channel}/{pipeline}`: where an input's objects live in the store.
 pub fn input_root(channel: &ChannelId, p: Pipeline) -> ObjectPath {
     ObjectPath::from_segments([channel.as_str().to_owned(), p.to_string()]).unwrap_or_default()
@@ -36,6 +73,7 @@ pub fn input_root(channel: &ChannelId, p: Pipeline) -> ObjectPath {
 #[derive(Debug, Default)]
 pub struct Notices {
     map: Mutex<HashMap<ChannelId, mpsc::UnboundedSender<Notice>>>,
+    smooth: Mutex<HashMap<ChannelId, mpsc::UnboundedSender<SmoothNotice>>>,
     /// Store roots of buckets and containers bound to a channel's pipeline.
     bindings: RwLock<Vec<(ObjectPath, ChannelId, Pipeline)>>,
 }
@@ -99,8 +137,33 @@ impl Notices {
         rx
     }
 
+    /// Sends a Smooth notice to the channel's Smooth driver; `false` when
+    /// it has none (the channel is going away).
+    pub fn publish_smooth(&self, channel: &ChannelId, notice: SmoothNotice) -> bool {
+        let map = self
+            .smooth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(channel).is_some_and(|tx| tx.send(notice).is_ok())
+    }
+
+    /// The channel's Smooth notices from now on; replaces an earlier
+    /// subscriber.
+    pub fn subscribe_smooth(&self, channel: &ChannelId) -> mpsc::UnboundedReceiver<SmoothNotice> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.smooth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(channel.clone(), tx);
+        rx
+    }
+
     /// Ends the channel's stream and its bindings (the channel was deleted).
     pub fn close(&self, channel: &ChannelId) {
+        self.smooth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(channel);
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -59,6 +59,10 @@ pub struct ChannelGlance {
     pub active_pipeline: Option<usize>,
     pub inputs: Vec<InputGlance>,
     pub timeline: Option<TimelineGlance>,
+    /// The channel's Smooth publishing points: both inputs' state and
+    /// what the merge counted.
+    #[serde(default)]
+    pub publishing_points: Vec<crate::output::smooth::PointStatus>,
 }
 
 /// [`TimelineView`] as clients read it back.
@@ -139,6 +143,7 @@ pub fn status(st: &AppState) -> Result<Status, ApiError> {
                     .and_then(|o| o.active_pipeline())
                     .map(Pipeline::index),
                 timeline: out.as_ref().and_then(|o| to_value(&o.timeline(now))),
+                publishing_points: out.as_ref().map(|o| o.smooth.status()).unwrap_or_default(),
                 inputs,
                 id,
             }

@@ -20,8 +20,10 @@
 //! not exist is a 409.
 //!
 //! - [`webdav`]: PROPFIND/PROPPATCH bodies and multistatus answers.
+//! - [`smooth`]: Smooth Streaming pushes to `{name}.isml/…/Streams({id})`.
 
 mod put;
+pub mod smooth;
 pub mod webdav;
 
 use std::sync::Arc;
@@ -229,6 +231,9 @@ async fn dispatch(
     parts: &Parts,
     body: Body,
 ) -> Result<Response, HttpError> {
+    if matches!(parts.method.as_str(), "PUT" | "POST") && smooth::is_smooth(&t.path) {
+        return smooth::post(st, t, parts, body).await;
+    }
     match parts.method.as_str() {
         // POST: Akamai-style entry points take uploads by POST, with the
         // same meaning as PUT.

@@ -791,7 +791,7 @@ fn publish(
 }
 
 /// Every object below `root`, depth first, at most 100,000.
-async fn walk(store: &dyn Store, root: &ObjectPath) -> Vec<ObjectPath> {
+pub(super) async fn walk(store: &dyn Store, root: &ObjectPath) -> Vec<ObjectPath> {
     const MAX: usize = 100_000;
     let mut found = Vec::new();
     let mut todo = vec![root.clone()];
@@ -844,6 +844,7 @@ fn record(
         media_sequence: None,
         uri: None,
         switch_delay_ms: None,
+        smooth: None,
     };
     fill(&mut e);
     out.timeline

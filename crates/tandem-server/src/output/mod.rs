@@ -26,11 +26,14 @@
 //! - [`retention`]: input objects removed once nothing names them.
 //! - [`reset`]: starting an output afresh, on an operator's request.
 //! - [`timeline`]: which pipeline served when, for the status page.
+//! - [`smooth`]: the Smooth publishing points' output (`{name}.isml/…`)
+//!   and their driver.
 
 pub mod cache;
 pub mod driver;
 pub mod reset;
 pub mod retention;
+pub mod smooth;
 pub mod timeline;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -95,6 +98,10 @@ pub struct EventRecord {
     /// output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch_delay_ms: Option<u64>,
+    /// On a Smooth publishing point's events (`rendition` is then
+    /// `{name}.isml`): the track, time and push concerned.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub smooth: Option<smooth::SmoothDetail>,
 }
 
 /// A rendered output playlist.
@@ -126,6 +133,8 @@ pub struct ChannelOutput {
     timeline: Mutex<timeline::Timeline>,
     /// What is stored, and the channel's input history setting.
     pub retention: retention::Status,
+    /// The channel's Smooth publishing points.
+    pub smooth: Arc<smooth::SmoothChannel>,
 }
 
 impl ChannelOutput {
@@ -260,6 +269,10 @@ pub struct StartOutput {
     pub grace: Duration,
     /// How long input objects stay.
     pub retention: retention::Settings,
+    /// The channel's Smooth pushes.
+    pub smooth_notices: mpsc::UnboundedReceiver<crate::notice::SmoothNotice>,
+    /// How its publishing points merge.
+    pub smooth: tandem_smooth::SmoothConfig,
 }
 
 /// A channel's running driver.
@@ -270,6 +283,8 @@ struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     control: mpsc::UnboundedSender<reset::Control>,
     task: tokio::task::JoinHandle<()>,
+    smooth_stop: tokio::sync::oneshot::Sender<()>,
+    smooth_task: tokio::task::JoinHandle<()>,
 }
 
 /// Every channel's output.
@@ -302,8 +317,11 @@ impl Outputs {
             cfg,
             grace,
             retention,
+            smooth_notices,
+            smooth: smooth_cfg,
         } = with;
         let (loaded_tx, loaded) = watch::channel(false);
+        let (smooth_loaded_tx, smooth_loaded) = watch::channel(false);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         let out = Arc::new(ChannelOutput {
@@ -318,8 +336,20 @@ impl Outputs {
             bus: self.bus.clone(),
             timeline: Mutex::default(),
             retention: retention::Status::default(),
+            smooth: Arc::new(smooth::SmoothChannel::new(smooth_loaded)),
         });
         out.retention.set_keep_for(retention.keep_for);
+        let (smooth_stop, smooth_stopped) = tokio::sync::oneshot::channel();
+        let smooth_task = tokio::spawn(smooth::driver::run(smooth::driver::SmoothDriverParts {
+            out: out.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            cfg: smooth_cfg,
+            grace,
+            rx: smooth_notices,
+            loaded: smooth_loaded_tx,
+            stopped: smooth_stopped,
+        }));
         let task = tokio::spawn(driver::run(driver::DriverParts {
             out: out.clone(),
             store,
@@ -344,10 +374,13 @@ impl Outputs {
                     stop,
                     control,
                     task,
+                    smooth_stop,
+                    smooth_task,
                 },
             );
         if let Some(old) = previous {
             let _ = old.stop.send(());
+            let _ = old.smooth_stop.send(());
         }
     }
 
@@ -360,6 +393,7 @@ impl Outputs {
             .remove(id);
         if let Some(r) = running {
             let _ = r.stop.send(());
+            let _ = r.smooth_stop.send(());
         }
     }
 
@@ -377,7 +411,9 @@ impl Outputs {
         let mut tasks = Vec::new();
         for r in running {
             let _ = r.stop.send(());
+            let _ = r.smooth_stop.send(());
             tasks.push(r.task);
+            tasks.push(r.smooth_task);
         }
         for t in tasks {
             if let Err(e) = t.await {
@@ -417,6 +453,20 @@ impl Outputs {
             .map(|r| r.out.clone())
             .collect()
     }
+}
+
+/// Adds an event to the channel's list and the server-wide bus.
+pub(crate) fn log_event(out: &ChannelOutput, e: EventRecord) {
+    out.bus
+        .publish(crate::events::Subject::Channel(out.id.to_string()), &e);
+    let mut log = out
+        .events
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if log.len() >= EVENT_LOG {
+        log.pop_front();
+    }
+    log.push_back(e);
 }
 
 /// `{channel}/out`: where a channel's pinned output segments live.
@@ -484,6 +534,9 @@ async fn serve(st: &AppState, parts: &http::request::Parts) -> Result<Response, 
         .outputs
         .get(&id)
         .ok_or_else(|| HttpError::not_found(format!("no channel {id}")))?;
+    if smooth::is_smooth(path) {
+        return smooth::serve(st, &out, parts, path).await;
+    }
     let path =
         ObjectPath::from_url_path(path).map_err(|e| HttpError::bad_request(e.to_string()))?;
     if !out.wait_loaded().await {

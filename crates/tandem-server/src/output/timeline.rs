@@ -305,6 +305,7 @@ mod tests {
             media_sequence: None,
             uri: None,
             switch_delay_ms: None,
+            smooth: None,
         }
     }
 

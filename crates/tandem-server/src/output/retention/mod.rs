@@ -275,6 +275,10 @@ impl Retention {
                         let Ok(key) = dir.join(&name) else { continue };
                         match entry {
                             Entry::Object(meta) => self.walk.objects.push_back((p, key, meta)),
+                            // A Smooth publishing point's fragments are its
+                            // driver's to remove, when they leave its window.
+                            Entry::Collection { .. }
+                                if name.to_ascii_lowercase().ends_with(".isml") => {}
                             Entry::Collection { .. } => self.walk.dirs.push((p, key)),
                         }
                     }

@@ -1,0 +1,388 @@
+//! Smooth Streaming with real encoders and a real client: two ffmpeg
+//! processes push the same live source (`-f ismv -movflags
+//! isml+frag_keyframe`, one long chunked POST each) to pipelines 0 and 1
+//! of the demo channel; pipeline 1 is killed with SIGKILL mid-stream. A
+//! reader polls the output manifest as a client would and fetches every
+//! fragment it names; GStreamer's `mssdemux` plays the manifest meanwhile.
+//!
+//! ffmpeg sends a POST's body at once and never reads an answer before it
+//! ends, so it cannot answer a 401 challenge: the URL carries the input's
+//! credentials and `-auth_type basic` makes ffmpeg send them up front.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Tandem, http, peer};
+
+const TFXD: [u8; 16] = [
+    0x6d, 0x1d, 0x9b, 0x05, 0x42, 0xd5, 0x44, 0xe6, 0x80, 0xe2, 0x14, 0x1d, 0xaf, 0xf7, 0x57, 0xb2,
+];
+/// ffmpeg's fragments with a 2 s GOP, in 100 ns units.
+const FRAGMENT: u64 = 20_000_000;
+
+fn push(t: &Tandem, p: usize, src: &Path) -> Child {
+    let url = t.url_with_credentials(&t.demo[p], "live.isml/Streams(s1)");
+    Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-i"])
+        .arg(src)
+        // Encoded, not copied: a copied stream has no bitrate, and a
+        // Smooth track needs one (its QualityLevel is named by it).
+        .args(["-map", "0", "-c:v", "libx264", "-preset", "ultrafast"])
+        .args([
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "300k",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-auth_type", "basic"])
+        .args(["-f", "ismv", "-movflags", "isml+frag_keyframe"])
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `(stream name, bitrate, time)` of every fragment the manifest names.
+fn named(xml: &str) -> Vec<(String, u64, u64)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let tag = format!(" {tag}");
+        let i = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(tag[i..].split('"').next()?.to_owned())
+    };
+    let mut out = Vec::new();
+    for si in xml.split("<StreamIndex").skip(1) {
+        let head = si.split('>').next().unwrap();
+        let name = attr(head, "Name").unwrap();
+        let bitrates: Vec<u64> = si
+            .split("<QualityLevel ")
+            .skip(1)
+            .map(|q| {
+                attr(q.split('>').next().unwrap(), "Bitrate")
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        let mut next = 0u64;
+        for c in si.split("<c ").skip(1) {
+            let tag = c.split('>').next().unwrap();
+            let d: u64 = attr(tag, "d").unwrap().parse().unwrap();
+            if let Some(t) = attr(tag, "t") {
+                next = t.parse().unwrap();
+            }
+            let r: u64 = attr(tag, "r").map_or(1, |r| r.parse().unwrap());
+            for _ in 0..r {
+                for b in &bitrates {
+                    out.push((name.clone(), *b, next));
+                }
+                next += d;
+            }
+        }
+    }
+    out
+}
+
+/// The `tfxd` time of the `moof` a fragment starts with.
+fn tfxd_time(frag: &[u8]) -> Option<u64> {
+    assert_eq!(frag.get(4..8)?, b"moof", "a fragment starts with moof");
+    let moof = u32::from_be_bytes(frag.get(..4)?.try_into().ok()?) as usize;
+    let at = frag.get(..moof)?.windows(16).position(|w| w == TFXD)? + 16;
+    let version = *frag.get(at)?;
+    let v = frag.get(at + 4..)?;
+    Some(if version == 1 {
+        u64::from_be_bytes(v.get(..8)?.try_into().ok()?)
+    } else {
+        u64::from(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
+    })
+}
+
+fn status(t: &Tandem) -> Value {
+    let token = t.token();
+    let mut s = std::net::TcpStream::connect(t.addr).unwrap();
+    use std::io::{Read, Write};
+    write!(s, "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
+#[test]
+fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output() {
+    if !peer("ffmpeg") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = support::make_source(dir.path(), 45);
+    let t = Tandem::start(&dir.path().join("data"), &[]);
+    let mut encoders = [Some(push(&t, 0, &src)), Some(push(&t, 1, &src))];
+    let manifest_path = "/out/demo/live.isml/Manifest";
+    let started = Instant::now();
+    let mut fetched: BTreeSet<(String, u64, u64)> = BTreeSet::new();
+    // Wall time at which each stream's last named time last grew.
+    let mut advanced: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
+    let mut longest_stall = Duration::ZERO;
+    let mut killed_at = None;
+    let mut last_xml = String::new();
+    while started.elapsed() < Duration::from_secs(32) {
+        std::thread::sleep(Duration::from_millis(500));
+        if killed_at.is_none() && started.elapsed() > Duration::from_secs(10) {
+            let mut c = encoders[1].take().unwrap();
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+            killed_at = Some(Instant::now());
+        }
+        let (code, body) = http(t.addr, "GET", manifest_path, None, b"");
+        if code != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "no manifest yet: {code}"
+            );
+            continue;
+        }
+        let xml = String::from_utf8(body).unwrap();
+        let all = named(&xml);
+        // Each timestamp once, per stream and bitrate.
+        let unique: BTreeSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "a time listed twice:\n{xml}");
+        // Contiguous: no hole of more than two fragments, anywhere.
+        let mut per: BTreeMap<(&str, u64), Vec<u64>> = BTreeMap::new();
+        for (n, b, time) in &all {
+            per.entry((n, *b)).or_default().push(*time);
+        }
+        for ((n, _), times) in &per {
+            for w in times.windows(2) {
+                assert!(w[1] - w[0] <= 3 * FRAGMENT, "{n}: gap {:?}\n{xml}", w);
+            }
+            let last = *times.last().unwrap();
+            let e = advanced
+                .entry((*n).to_owned())
+                .or_insert((last, Instant::now()));
+            if last > e.0 {
+                *e = (last, Instant::now());
+            } else {
+                longest_stall = longest_stall.max(e.1.elapsed());
+            }
+        }
+        for f in all {
+            if fetched.contains(&f) {
+                continue;
+            }
+            let url = format!(
+                "/out/demo/live.isml/QualityLevels({})/Fragments({}={})",
+                f.1, f.0, f.2
+            );
+            let (code, body) = http(t.addr, "GET", &url, None, b"");
+            assert_eq!(code, 200, "{url}");
+            assert_eq!(tfxd_time(&body), Some(f.2), "{url}: tfxd time");
+            fetched.insert(f);
+        }
+        last_xml = xml;
+    }
+    for c in encoders.iter_mut().flatten() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let killed_at = killed_at.unwrap();
+    // The output kept advancing after the kill.
+    let after_kill = advanced.values().map(|(_, at)| *at).min().unwrap();
+    assert!(
+        after_kill > killed_at + Duration::from_secs(10),
+        "{last_xml}"
+    );
+    assert!(
+        longest_stall <= Duration::from_secs(5),
+        "stood still {longest_stall:?}"
+    );
+    let st = status(&t);
+    let pp = &st["channels"][0]["publishing_points"][0];
+    let c = &pp["counters"];
+    eprintln!(
+        "smooth kill test: fragments received per pipeline {}, duplicates dropped {}, fills {}, gaps {}, fragments fetched {}; inputs {}",
+        c["received"],
+        c["duplicates"],
+        c["fills"],
+        c["gaps"],
+        fetched.len(),
+        pp["inputs"]
+    );
+    assert_eq!(c["gaps"], 0, "{pp}");
+    assert!(c["duplicates"].as_u64().unwrap() >= 4, "{pp}");
+    assert_eq!(pp["inputs"][1], "lost", "{pp}");
+}
+
+/// GStreamer 1.22's `mssdemux` plays a live manifest only through `tfrf`
+/// look-ahead boxes: with `LookAheadFragmentCount` above 0 it aborts on a
+/// fragment without `tfrf` (an assertion in its fragment parser), with 0
+/// it drops every fragment (its live adapter is never created). Tandem
+/// serves the encoders' fragments unchanged and ffmpeg writes no `tfrf`,
+/// so this does not pass yet: the origin must add `tfrf` to the fragments
+/// it serves, as IIS does (issue 13).
+#[test]
+#[ignore = "mssdemux needs tfrf in live fragments; not served yet (issue 13)"]
+fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
+    if !peer("ffmpeg") || !peer("gst-launch-1.0") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = support::make_source(dir.path(), 45);
+    let t = Tandem::start(&dir.path().join("data"), &[]);
+    let mut encoders = [Some(push(&t, 0, &src)), Some(push(&t, 1, &src))];
+    let manifest_path = "/out/demo/live.isml/Manifest";
+    let started = Instant::now();
+    let mut player: Option<(Child, Instant)> = None;
+    let mut fetched: BTreeSet<(String, u64, u64)> = BTreeSet::new();
+    // Wall time at which each stream's last named time last grew.
+    let mut advanced: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
+    let mut longest_stall = Duration::ZERO;
+    let mut killed_at = None;
+    let mut last_xml = String::new();
+    while started.elapsed() < Duration::from_secs(32) {
+        std::thread::sleep(Duration::from_millis(500));
+        if killed_at.is_none() && started.elapsed() > Duration::from_secs(10) {
+            let mut c = encoders[1].take().unwrap();
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+            killed_at = Some(Instant::now());
+        }
+        let (code, body) = http(t.addr, "GET", manifest_path, None, b"");
+        if code != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "no manifest yet: {code}"
+            );
+            continue;
+        }
+        let xml = String::from_utf8(body).unwrap();
+        let all = named(&xml);
+        // Each timestamp once, per stream and bitrate.
+        let unique: BTreeSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "a time listed twice:\n{xml}");
+        // Contiguous: no hole of more than two fragments, anywhere.
+        let mut per: BTreeMap<(&str, u64), Vec<u64>> = BTreeMap::new();
+        for (n, b, time) in &all {
+            per.entry((n, *b)).or_default().push(*time);
+        }
+        for ((n, _), times) in &per {
+            for w in times.windows(2) {
+                assert!(w[1] - w[0] <= 3 * FRAGMENT, "{n}: gap {:?}\n{xml}", w);
+            }
+            let last = *times.last().unwrap();
+            let e = advanced
+                .entry((*n).to_owned())
+                .or_insert((last, Instant::now()));
+            if last > e.0 {
+                *e = (last, Instant::now());
+            } else {
+                longest_stall = longest_stall.max(e.1.elapsed());
+            }
+        }
+        for f in all {
+            if fetched.contains(&f) {
+                continue;
+            }
+            let url = format!(
+                "/out/demo/live.isml/QualityLevels({})/Fragments({}={})",
+                f.1, f.0, f.2
+            );
+            let (code, body) = http(t.addr, "GET", &url, None, b"");
+            assert_eq!(code, 200, "{url}");
+            assert_eq!(tfxd_time(&body), Some(f.2), "{url}: tfxd time");
+            fetched.insert(f);
+        }
+        last_xml = xml;
+        if player.is_none() && fetched.len() >= 4 {
+            let uri = format!("http://{}{manifest_path}", t.addr);
+            let child = Command::new("gst-launch-1.0")
+                .args(["-v", "playbin", &format!("uri={uri}")])
+                .args([
+                    "video-sink=fakesink sync=true silent=false",
+                    "audio-sink=fakesink sync=true",
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            player = Some((child, Instant::now()));
+        }
+    }
+    let (mut gst, gst_started) = player.expect("the player started");
+    let played_for = gst_started.elapsed();
+    let _ = gst.kill();
+    let out = gst.wait_with_output().unwrap();
+    let gst_log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for c in encoders.iter_mut().flatten() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let killed_at = killed_at.unwrap();
+    // The output kept advancing after the kill.
+    let after_kill = advanced.values().map(|(_, at)| *at).min().unwrap();
+    assert!(
+        after_kill > killed_at + Duration::from_secs(10),
+        "{last_xml}"
+    );
+    assert!(
+        longest_stall <= Duration::from_secs(5),
+        "stood still {longest_stall:?}"
+    );
+    // GStreamer played without an error, at least 15 s of video.
+    assert!(!gst_log.contains("ERROR"), "{gst_log}");
+    let pts: Vec<f64> = gst_log
+        .lines()
+        .filter(|l| l.contains("fakesink") && l.contains("chain"))
+        .filter_map(|l| {
+            let p = l.split("pts: ").nth(1)?.split([',', ')']).next()?;
+            let mut secs = 0.0;
+            for part in p.trim().split(':') {
+                secs = secs * 60.0 + part.parse::<f64>().ok()?;
+            }
+            Some(secs)
+        })
+        .collect();
+    let span =
+        pts.iter().cloned().fold(f64::MIN, f64::max) - pts.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(played_for >= Duration::from_secs(16), "{played_for:?}");
+    assert!(
+        span >= 15.0,
+        "played {span:.1} s of media ({} buffers)\n{}",
+        pts.len(),
+        gst_log
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let st = status(&t);
+    let pp = &st["channels"][0]["publishing_points"][0];
+    let c = &pp["counters"];
+    eprintln!(
+        "smooth kill test: fragments received per pipeline {}, duplicates dropped {}, fills {}, gaps {}, fragments fetched {}, played {span:.1} s; inputs {}",
+        c["received"],
+        c["duplicates"],
+        c["fills"],
+        c["gaps"],
+        fetched.len(),
+        pp["inputs"]
+    );
+    assert_eq!(c["gaps"], 0, "{pp}");
+    assert!(c["duplicates"].as_u64().unwrap() >= 4, "{pp}");
+    assert_eq!(pp["inputs"][1], "lost", "{pp}");
+}
