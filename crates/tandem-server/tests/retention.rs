@@ -427,7 +427,11 @@ impl tandem_server::disk::SpaceSource for FakeSpace {
 
 #[tokio::test]
 async fn disk_low_is_raised_under_the_threshold_and_cleared_above_it() {
-    let s = TestServer::start_clocked(|_| {}).await;
+    let s = TestServer::start_clocked(|c| {
+        c.disk_low_percent = tandem_server::config::DEFAULT_DISK_LOW_PERCENT;
+        c.disk_low_bytes = tandem_server::config::DEFAULT_DISK_LOW_BYTES;
+    })
+    .await;
     let mut events = s.state.events.subscribe();
     let space = Arc::new(FakeSpace(Mutex::new(50 * 1024 * 1024 * 1024)));
     s.state.disk.set_source(space.clone());
