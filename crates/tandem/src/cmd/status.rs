@@ -193,6 +193,30 @@ fn channel_lines(out: &mut String, ch: &ChannelGlance, color: bool) {
         active,
         last_switch
     );
+    for pt in &ch.publishing_points {
+        let c = &pt.counters;
+        let states: Vec<String> = pt
+            .inputs
+            .iter()
+            .map(|s| {
+                let v = serde_json::to_value(s).unwrap_or_default();
+                v.as_str().unwrap_or("?").to_owned()
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<14} {}.isml: pushes {}, received {}/{}, duplicates {}, fills {}, gaps {}{}",
+            "",
+            pt.name,
+            states.join("/"),
+            c.received[0],
+            c.received[1],
+            c.duplicates,
+            c.fills,
+            c.gaps,
+            if pt.ended { ", ended" } else { "" }
+        );
+    }
     let span = 3600.0;
     for r in &renditions {
         let _ = writeln!(

@@ -144,12 +144,25 @@ app.addEventListener("click", ev => {
   render();
 });
 
+// A Smooth publishing point: both pushes' states and what the merge did.
+function pointRow(ch, pt) {
+  const c = pt.counters;
+  return h("div", { class: "row point", "data-channel": ch.id, "data-point": pt.name },
+    h("a", { href: pt.manifest }, `${pt.name}.isml`),
+    pt.inputs.map((st, p) => h("span", { class: "input", "data-pipeline": p, "data-state": st }, `push ${p} · ${st}`)),
+    h("span", { class: "muted" },
+      `${pt.tracks} tracks${pt.event ? ` · Events(${pt.event})` : ""}${pt.ended ? " · ended" : ""} · ` +
+      `received ${c.received[0]}/${c.received[1]} · duplicates ${c.duplicates} · fills ${c.fills} · gaps ${c.gaps} · restarts ${c.restarts}`));
+}
+
 function channelCard(ch, linked) {
+  const points = ch.publishing_points || [];
   return h("section", { class: "card channel", "data-channel": ch.id },
     h("h3", {}, linked ? h("a", { href: `#channel/${ch.id}` }, ch.id) : ch.id,
       h("a", { class: "muted", href: ch.output }, ch.output)),
     h("div", { class: "row" }, ch.inputs.map(i => inputBadge(ch, i)), activeLabel(ch)),
-    timeline(ch), legend());
+    timeline(ch), legend(),
+    points.length ? h("div", { class: "points" }, h("h4", {}, "Smooth publishing points"), points.map(pt => pointRow(ch, pt))) : null);
 }
 
 function archiveCard(a) {
