@@ -352,7 +352,13 @@ pub fn parse_pdt(s: &str) -> Option<i64> {
         d.next()?.parse().ok()?,
         d.next()?.parse().ok()?,
     );
-    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&day) {
+    // Years 0000–9999, as ISO 8601 writes them without an expansion:
+    // every field in range, so the arithmetic below cannot overflow.
+    if d.next().is_some()
+        || !(0..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&day)
+    {
         return None;
     }
     let tz_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
@@ -360,11 +366,15 @@ pub fn parse_pdt(s: &str) -> Option<i64> {
     let mut t = time.split(':');
     let (h, mi): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
     let sec_text = t.next().unwrap_or("0");
-    if t.next().is_some() || h > 23 || mi > 59 {
+    if t.next().is_some() || !(0..=23).contains(&h) || !(0..=59).contains(&mi) {
         return None;
     }
     let (sec, frac) = sec_text.split_once('.').unwrap_or((sec_text, ""));
     let sec: i64 = sec.parse().ok()?;
+    // 60: a leap second.
+    if !(0..=60).contains(&sec) {
+        return None;
+    }
     let ms: i64 = if frac.is_empty() {
         0
     } else {
@@ -382,6 +392,9 @@ pub fn parse_pdt(s: &str) -> Option<i64> {
                 return None;
             }
             let (hh, mm): (i64, i64) = (digits[..2].parse().ok()?, digits[2..].parse().ok()?);
+            if hh > 23 || mm > 59 {
+                return None;
+            }
             sign * (hh * 60 + mm)
         }
     };
@@ -523,6 +536,14 @@ mod tests {
         assert_eq!(parse_pdt("2026-11-25T03:00:00.500-0100"), Some(z));
         assert_eq!(format_pdt(z), "2026-11-25T04:00:00.500Z");
         assert_eq!(parse_pdt("2026-13-01T00:00:00Z"), None);
+        // Found by fuzzing (hls_playlist): fields out of range once
+        // overflowed the arithmetic.
+        assert_eq!(parse_pdt("2026-11-25T04:00:4444444441444444444Z"), None);
+        assert_eq!(parse_pdt("2026-11-25T04:00:61Z"), None);
+        assert_eq!(parse_pdt("99999999999999-11-25T04:00:00Z"), None);
+        assert_eq!(parse_pdt("2026-11-25T04:00:00+9999"), None);
+        assert!(parse_pdt("2016-12-31T23:59:60Z").is_some(), "a leap second");
+        assert!(parse_pdt("9999-12-31T23:59:59.999Z").is_some());
         assert_eq!(parse_pdt("yesterday"), None);
     }
 
