@@ -30,7 +30,9 @@
 //! never decreases; the target duration never changes; a segment keeps its
 //! URI, duration and position; only complete segments are named; the
 //! discontinuity sequence counts every discontinuity that left the window;
-//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]). An ended
+//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]); each
+//! segment of a rendered playlist has the `EXT-X-MAP` and `EXT-X-KEY` its
+//! source playlist had in effect for it (see [`crate::in_effect`]). An ended
 //! output resumes when an encoder starts again, and an operator may reset
 //! it to start afresh (see `restart`).
 //!
