@@ -71,7 +71,12 @@ fn a_player_joining_an_fmp4_output_after_several_windows_finds_and_decodes_the_i
         .iter()
         .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
         .and_then(|u| u.split('"').next())
-        .unwrap_or_else(|| panic!("no EXT-X-MAP above the first segment:\n{text}"));
+        .unwrap_or_else(|| {
+            let input = std::fs::read_to_string(t.object("demo/0/live/channel.m3u8"));
+            panic!(
+                "no EXT-X-MAP above the first segment:\n{text}\npipeline 0 published:\n{input:?}"
+            )
+        });
     assert_eq!(map, "init.mp4", "{text}");
     let base = &PLAYLIST[..=PLAYLIST.rfind('/').unwrap()];
     let (status, init) = http(t.addr, "GET", &format!("{base}{map}"), None, b"");
