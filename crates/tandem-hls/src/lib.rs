@@ -6,9 +6,12 @@
 //! - [`naming`]: segment counters in encoder file names.
 //! - [`playlist`]: media and multivariant playlists, parsed without losing a
 //!   line, serialized back.
+//! - [`in_effect`]: the `EXT-X-MAP` and `EXT-X-KEY` in effect for each
+//!   segment, and what an output must write again to keep them.
 //! - [`merge`]: the failover engine that turns two pipelines' playlists into
 //!   one output per rendition.
 
+pub mod in_effect;
 pub mod merge;
 pub mod naming;
 pub mod playlist;

@@ -3,7 +3,9 @@
 //! (state saved, engine rebuilt) and resets by an operator, every playlist
 //! the engine produces keeps the output contract: nothing goes out twice,
 //! nothing goes back in time, an ended output resumes only with a
-//! discontinuity and an event.
+//! discontinuity and an event; and for fMP4 or encrypted inputs, every
+//! segment of every playlist has its pipeline's init section (EXT-X-MAP)
+//! and key (EXT-X-KEY) in effect, the first one included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
@@ -49,6 +51,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct Encoder {
+    p: usize,
+    /// fMP4: `EXT-X-MAP` above the first segment listed (as ffmpeg writes
+    /// it), an init section per pipeline and epoch.
+    fmp4: bool,
+    /// AES-128 with a key that rotates every 3 segments, named above the
+    /// first segment listed and where it rotates.
+    encrypted: bool,
     epoch: u32,
     next: u64,
     window: u64,
@@ -69,6 +78,15 @@ impl Encoder {
         let first = last.saturating_sub(self.window - 1);
         let mut t = format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n");
         for k in first..=last {
+            if self.fmp4 && k == first {
+                t.push_str(&format!(
+                    "#EXT-X-MAP:URI=\"{}\"\n",
+                    init_uri(self.p, self.epoch)
+                ));
+            }
+            if self.encrypted && (k == first || k % 3 == 0) {
+                t.push_str(&format!("{}\n", key_line(self.p, self.epoch, k)));
+            }
             if let Some(b) = self.pdt_base {
                 t.push_str(&format!(
                     "#EXT-X-PROGRAM-DATE-TIME:{}\n",
@@ -89,6 +107,17 @@ impl Encoder {
     }
 }
 
+fn init_uri(p: usize, epoch: u32) -> String {
+    format!("init{p}e{epoch}.mp4")
+}
+
+fn key_line(p: usize, epoch: u32, k: u64) -> String {
+    format!(
+        "#EXT-X-KEY:METHOD=AES-128,URI=\"p{p}e{epoch}k{}.key\"",
+        k / 3
+    )
+}
+
 fn pipeline(p: usize) -> Pipeline {
     if p == 0 { Pipeline::P0 } else { Pipeline::P1 }
 }
@@ -102,13 +131,15 @@ proptest! {
         pdt in any::<bool>(),
         prefer in prop::option::of(0..2usize),
         window in 2u64..6,
+        fmp4 in any::<bool>(),
+        encrypted in any::<bool>(),
     ) {
         let cfg = MergeConfig { prefer: prefer.map(pipeline), hold_down: Duration::from_secs(5), ..MergeConfig::default() };
         let mut m = RenditionMerge::new(cfg);
         let t0 = Instant::now();
         let mut now = t0;
         let base = pdt.then_some(1_795_579_200_000i64);
-        let mut enc: Vec<Encoder> = (0..2).map(|_| Encoder { epoch: 0, next: 0, window, pdt_base: base, incomplete: vec![], ended: false, short_last: false }).collect();
+        let mut enc: Vec<Encoder> = (0..2).map(|p| Encoder { p, fmp4, encrypted, epoch: 0, next: 0, window, pdt_base: base, incomplete: vec![], ended: false, short_last: false }).collect();
         let mut stored: HashSet<(usize, String)> = HashSet::new();
         let mut seen: HashMap<u64, (String, f64, Option<i64>)> = HashMap::new();
         // Until an encoder restarts, both pipelines number the same
@@ -292,6 +323,29 @@ proptest! {
             // The text is a valid playlist that parses back to the same.
             let text = pl.serialize();
             prop_assert_eq!(parse_media(&text).unwrap().serialize(), text.clone());
+            // Each segment has its own pipeline's init section and key in
+            // effect, as a reader of this playlist alone sees it; the
+            // engine never names one twice above a segment.
+            let (mut map, mut key) = (None::<String>, None::<String>);
+            for s in &pl.segments {
+                let maps = s.tags.iter().filter(|l| l.starts_with("#EXT-X-MAP:")).count();
+                prop_assert!(maps <= 1, "{} has {} MAP lines", s.uri, maps);
+                for l in &s.tags {
+                    if let Some(u) = l.strip_prefix("#EXT-X-MAP:URI=\"") {
+                        map = u.strip_suffix('"').map(str::to_owned);
+                    } else if l.starts_with("#EXT-X-KEY:") {
+                        key = Some(l.clone());
+                    }
+                }
+                let (p, src) = s.uri.split_once('/').unwrap();
+                let p: usize = p.trim_start_matches('p').parse().unwrap();
+                let (epoch, k) = src.trim_start_matches('e').trim_end_matches(".ts").split_once('s').unwrap();
+                let (epoch, k): (u32, u64) = (epoch.parse().unwrap(), k.parse().unwrap());
+                let want_map = fmp4.then(|| init_uri(p, epoch));
+                prop_assert_eq!(&map, &want_map, "MAP in effect for {} in\n{}", s.uri, text);
+                let want_key = encrypted.then(|| key_line(p, epoch, k));
+                prop_assert_eq!(&key, &want_key, "KEY in effect for {} in\n{}", s.uri, text);
+            }
             // No discontinuity tag without a segment after it.
             let tail = text.trim_end().lines().rfind(|l| !l.starts_with("#EXT-X-ENDLIST")).unwrap_or("");
             prop_assert!(tail != "#EXT-X-DISCONTINUITY", "a discontinuity with no segment after it");

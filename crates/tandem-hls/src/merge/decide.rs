@@ -93,6 +93,7 @@ impl RenditionMerge {
             program_date_time: src.seg.program_date_time,
             discontinuity: discontinuity || src.seg.discontinuity,
             tags: src.seg.tags.clone(),
+            in_effect: src.in_effect.clone(),
             source_msn: in_msn,
             source_epoch: inp.epoch,
             first_seen: src.first_seen,

@@ -30,7 +30,9 @@
 //! never decreases; the target duration never changes; a segment keeps its
 //! URI, duration and position; only complete segments are named; the
 //! discontinuity sequence counts every discontinuity that left the window;
-//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]). An ended
+//! `EXT-X-ENDLIST` only once both pipelines ended (or [`stop`]); each
+//! segment of a rendered playlist has the `EXT-X-MAP` and `EXT-X-KEY` its
+//! source playlist had in effect for it (see [`crate::in_effect`]). An ended
 //! output resumes when an encoder starts again, and an operator may reset
 //! it to start afresh (see `restart`).
 //!
@@ -46,6 +48,7 @@ use std::time::{Duration, Instant};
 pub use tandem_core::InputState;
 use tandem_core::Pipeline;
 
+use crate::in_effect::InEffect;
 use crate::playlist::{MediaPlaylist, Segment};
 
 mod decide;
@@ -98,6 +101,8 @@ impl Default for MergeConfig {
 #[derive(Debug, Clone)]
 struct InSeg {
     seg: Segment,
+    /// The MAP and keys its playlist had in effect for it.
+    in_effect: InEffect,
     first_seen: Instant,
     complete: bool,
 }
@@ -172,6 +177,9 @@ pub struct OutSeg {
     pub discontinuity: bool,
     /// The source's raw tag lines (EXTINF, cues, KEY, MAP …).
     pub tags: Vec<String>,
+    /// The MAP and keys the source playlist had in effect for it: the
+    /// rendered playlist writes them again where its own window lacks them.
+    pub in_effect: InEffect,
     /// The source pipeline's media sequence number and epoch.
     pub source_msn: u64,
     source_epoch: u32,
@@ -331,7 +339,8 @@ impl RenditionMerge {
         inp.header = pl.header.clone();
         inp.ended = pl.endlist;
         let mut advanced = false;
-        for (k, s) in pl.segments.iter().enumerate() {
+        let effects = InEffect::of_segments(pl);
+        for (k, (s, in_effect)) in pl.segments.iter().zip(effects).enumerate() {
             let msn = pl.msn_of(k);
             if inp.segs.contains_key(&msn) {
                 continue;
@@ -346,6 +355,7 @@ impl RenditionMerge {
                 msn,
                 InSeg {
                     seg: s.clone(),
+                    in_effect,
                     first_seen: now,
                     complete,
                 },
@@ -454,8 +464,38 @@ impl RenditionMerge {
     }
 
     /// The output playlist, with `uri` naming each output segment.
+    ///
+    /// Each segment keeps its source's tag lines; where a reader of this
+    /// window would not otherwise have the segment's MAP and keys in
+    /// effect (the first segment, a switch to a pipeline with another
+    /// init section or key, a discontinuity), they are written again
+    /// before its own tags, never twice.
     pub fn playlist(&self, uri: impl Fn(&OutSeg) -> String) -> Option<MediaPlaylist> {
         let target = self.target?;
+        let mut reader = InEffect::default();
+        let segments = self
+            .out
+            .iter()
+            .map(|s| {
+                // Across a discontinuity the content may come from another
+                // encoder, or from a restarted one that rewrote its init
+                // section under the same name: name it again. Keys carry on
+                // (RFC 8216 §4.3.2.4), so they stay as the reader has them.
+                if s.discontinuity {
+                    reader.map = None;
+                }
+                let mut tags = reader.establish(&s.tags, &s.in_effect);
+                tags.extend(s.tags.iter().cloned());
+                reader.apply_all(&tags);
+                Segment {
+                    uri: uri(s),
+                    duration: s.duration,
+                    discontinuity: s.discontinuity,
+                    program_date_time: s.program_date_time,
+                    tags,
+                }
+            })
+            .collect();
         Some(MediaPlaylist {
             target_duration: target,
             media_sequence: self.out.front().map_or(self.next_msn, |s| s.media_sequence),
@@ -467,17 +507,7 @@ impl RenditionMerge {
                 .filter(|l| !l.starts_with("#EXT-X-PLAYLIST-TYPE"))
                 .cloned()
                 .collect(),
-            segments: self
-                .out
-                .iter()
-                .map(|s| Segment {
-                    uri: uri(s),
-                    duration: s.duration,
-                    discontinuity: s.discontinuity,
-                    program_date_time: s.program_date_time,
-                    tags: s.tags.clone(),
-                })
-                .collect(),
+            segments,
             trailer: Vec::new(),
         })
     }

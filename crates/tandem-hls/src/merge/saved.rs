@@ -11,6 +11,9 @@
 //! is the next segment of the same timeline, nothing that went out goes out
 //! again, and a discontinuity marks only a real break (an encoder that
 //! restarted, or segments that passed while nobody was receiving them).
+//! Each window segment keeps the MAP and keys in effect for it, so the
+//! restored output names its init section once the segment that carried
+//! the MAP has left the window.
 //!
 //! Instants do not survive a process; a restored engine treats the moment
 //! of restoring as each pipeline's last advance, so the loss threshold is
@@ -24,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tandem_core::{InputState, Pipeline};
 
 use super::{Input, MergeConfig, OutSeg, RenditionMerge};
+use crate::in_effect::InEffect;
 
 /// The format written by this version.
 const VERSION: u32 = 1;
@@ -56,6 +60,10 @@ pub struct SavedMerge {
     /// The last segment of the window a reset emptied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<SavedSegment>,
+    /// The segments record the MAP and keys in effect for them (states
+    /// written before they did are read from the window's own tags).
+    #[serde(default)]
+    pub in_effect: bool,
 }
 
 /// One position of the output window.
@@ -71,6 +79,12 @@ pub struct SavedSegment {
     pub tags: Vec<String>,
     pub source_msn: u64,
     pub source_epoch: u32,
+    /// The `EXT-X-MAP` line its source playlist had in effect for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<String>,
+    /// The `EXT-X-KEY` lines its source playlist had in effect for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 /// What the engine knew about one pipeline.
@@ -126,6 +140,8 @@ fn saved_segment(s: &OutSeg) -> SavedSegment {
         tags: s.tags.clone(),
         source_msn: s.source_msn,
         source_epoch: s.source_epoch,
+        map: s.in_effect.map.clone(),
+        keys: s.in_effect.keys.clone(),
     }
 }
 
@@ -138,10 +154,31 @@ fn out_segment(s: &SavedSegment, first_seen: Instant) -> Result<OutSeg, RestoreE
         program_date_time: s.program_date_time,
         discontinuity: s.discontinuity,
         tags: s.tags.clone(),
+        in_effect: InEffect {
+            map: s.map.clone(),
+            keys: s.keys.clone(),
+        },
         source_msn: s.source_msn,
         source_epoch: s.source_epoch,
         first_seen,
     })
+}
+
+/// For a state written before segments recorded what was in effect for
+/// them: what the window's own tags say, carried along each run of
+/// segments from one pipeline's epoch (a MAP above the window's first
+/// segment stays in effect for the segments after it).
+fn derive_in_effect(out: &mut VecDeque<OutSeg>) {
+    let mut run: Option<(Pipeline, u32, InEffect)> = None;
+    for s in out.iter_mut() {
+        let mut state = match run.take() {
+            Some((p, e, state)) if p == s.from && e == s.source_epoch => state,
+            _ => InEffect::default(),
+        };
+        state.apply_all(&s.tags);
+        s.in_effect = state.clone();
+        run = Some((s.from, s.source_epoch, state));
+    }
 }
 
 impl RenditionMerge {
@@ -177,6 +214,7 @@ impl RenditionMerge {
             restarting: self.restarting,
             rejoin: self.rejoin,
             previous: self.previous.as_ref().map(saved_segment),
+            in_effect: true,
         }
     }
 
@@ -205,6 +243,9 @@ impl RenditionMerge {
                 ));
             }
             out.push_back(out_segment(s, long_ago)?);
+        }
+        if !saved.in_effect {
+            derive_in_effect(&mut out);
         }
         if saved.target_duration == Some(0) {
             return Err(RestoreError::Inconsistent("a target duration of 0"));

@@ -18,6 +18,13 @@ pub struct Encoder {
     /// PDT of segment k is BASE_PDT + 2000 k + pdt_skew_ms (None: no PDT).
     pub pdt_skew_ms: Option<i64>,
     pub window: u64,
+    /// fMP4: the init section's URI, named by `EXT-X-MAP` above the first
+    /// segment of each playlist (as ffmpeg writes it); segments are `.m4s`.
+    pub init: Option<&'static str>,
+    /// Encrypted with a key that rotates every this many segments: segment
+    /// k uses `k{k / n}.key`, named above the first segment of each
+    /// playlist and where it changes.
+    pub key_every: Option<u64>,
 }
 
 impl Encoder {
@@ -26,6 +33,16 @@ impl Encoder {
             msn_offset: 0,
             pdt_skew_ms: None,
             window: 3,
+            init: None,
+            key_every: None,
+        }
+    }
+
+    /// An fMP4 (CMAF) encoder whose playlists name `init`.
+    pub fn fmp4(init: &'static str) -> Self {
+        Self {
+            init: Some(init),
+            ..Self::plain()
         }
     }
 
@@ -34,6 +51,8 @@ impl Encoder {
             msn_offset: 0,
             pdt_skew_ms: Some(skew),
             window: 3,
+            init: None,
+            key_every: None,
         }
     }
 
@@ -41,17 +60,28 @@ impl Encoder {
     pub fn playlist(&self, first_k: u64, last: u64) -> String {
         let start = last.saturating_sub(self.window - 1).max(first_k);
         let mut t = format!(
-            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+            "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+            if self.init.is_some() { 7 } else { 3 },
             start + self.msn_offset
         );
         for k in start..=last {
+            if let Some(init) = self.init.filter(|_| k == start) {
+                t.push_str(&format!("#EXT-X-MAP:URI=\"{init}\"\n"));
+            }
+            if let Some(n) = self.key_every.filter(|n| k == start || k % n == 0) {
+                t.push_str(&format!(
+                    "#EXT-X-KEY:METHOD=AES-128,URI=\"k{}.key\"\n",
+                    k / n
+                ));
+            }
             if let Some(skew) = self.pdt_skew_ms {
                 t.push_str(&format!(
                     "#EXT-X-PROGRAM-DATE-TIME:{}\n",
                     tandem_hls::playlist::format_pdt(BASE_PDT + 2000 * k as i64 + skew)
                 ));
             }
-            t.push_str(&format!("#EXTINF:2.000,\na{}.ts\n", k + self.msn_offset));
+            let ext = if self.init.is_some() { "m4s" } else { "ts" };
+            t.push_str(&format!("#EXTINF:2.000,\na{}.{ext}\n", k + self.msn_offset));
         }
         t
     }
@@ -145,6 +175,24 @@ impl H {
             })
             .collect()
     }
+}
+
+/// For each segment of an output playlist's text: its URI, and the MAP
+/// and KEY lines a reader of this text alone has in effect for it (the
+/// last of each kind above its URI; the tests use one key format).
+pub fn in_effect(text: &str) -> Vec<(String, Option<String>, Option<String>)> {
+    let (mut map, mut key) = (None, None);
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        if line.starts_with("#EXT-X-MAP:") {
+            map = Some(line.to_owned());
+        } else if line.starts_with("#EXT-X-KEY:") {
+            key = Some(line.to_owned());
+        } else if !line.starts_with('#') && !line.is_empty() {
+            out.push((line.to_owned(), map.clone(), key.clone()));
+        }
+    }
+    out
 }
 
 /// Both pipelines run segments 0..=last (segment k at t = 2k + 0.1 s, P1
