@@ -192,6 +192,19 @@ fn a_player_on_another_origin_plays_the_output_with_hls_js() {
     let hls_js = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tandem-server/src/ui/assets/hls-1.7.4.min.js");
     let playlist = format!("{}/out/demo/live/channel.m3u8", t.base);
+    // A viewer opens the player once the channel is on air: the output
+    // lists a few segments (a 404 before that is what hls.js reports as a
+    // fatal manifest error, as it would against any origin).
+    let mut on_air = false;
+    for _ in 0..300 {
+        let (status, body) = t.request("GET", "/out/demo/live/channel.m3u8", None, b"");
+        if status == 200 && String::from_utf8_lossy(&body).matches("#EXTINF").count() >= 3 {
+            on_air = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(on_air, "the output never listed three segments");
     let mut player = Script::start(
         "cross_origin_play.mjs",
         &[

@@ -37,7 +37,12 @@ try {
     }
   });
   await page.goto(origin + "/");
-  await page.waitForFunction(() => document.getElementById("v").currentTime > 0.5, null, { timeout: 45000 });
+  try {
+    await page.waitForFunction(() => document.getElementById("v").currentTime > 0.5, null, { timeout: 45000 });
+  } catch (e) {
+    say({ origin, played: 0, errors: await page.evaluate(() => window.__errors), responses: cors.length, seen: cors.slice(0, 12) });
+    throw e;
+  }
   const a = await page.evaluate(() => document.getElementById("v").currentTime);
   await page.waitForTimeout(6000);
   const b = await page.evaluate(() => document.getElementById("v").currentTime);
