@@ -580,9 +580,10 @@ async fn bad_input_gets_s3_error_codes() {
     assert_eq!(r.header("x-amz-checksum-crc32"), Some("BvGDdQ=="));
 }
 
-#[tokio::test]
-async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
-    let s3 = S3::start().await;
+/// Archive files of indexes 0, 1 and 3 (real ffmpeg segments) into both
+/// buckets of the pair `id` (the only pair), each with its own key; index
+/// 2 arrives in neither.
+async fn upload_all_but_index_2(s3: &S3, id: &str) {
     let seg = |i: usize| {
         std::fs::read(format!(
             "{}/../../testdata/ts/ffmpeg_segment_2s.{i:06}.ts",
@@ -603,16 +604,21 @@ async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
         key: (k1.access_key_id, k1.secret_access_key),
         region: "us-east-1".into(),
     };
-    // Index 2 never arrives in either bucket; 0, 1 and 3 arrive in both.
     for (index, fixture) in [(0, 0), (1, 1), (3, 2)] {
-        let path = format!("/news-0/live/a.{index:06}.ts");
+        let path = format!("/{id}-0/live/a.{index:06}.ts");
         assert_eq!(s3.call("PUT", &path, &seg(fixture)).await.status, 200);
-        let path = format!("/news-1/live/a.{index:06}.ts");
+        let path = format!("/{id}-1/live/a.{index:06}.ts");
         let r = s3
             .signed_by(&backup, "PUT", &path, &[], &seg(fixture))
             .await;
         assert_eq!(r.status, 200);
     }
+}
+
+#[tokio::test]
+async fn the_archive_watch_raises_an_index_that_neither_bucket_holds() {
+    let s3 = S3::start().await;
+    upload_all_but_index_2(&s3, "news").await;
     let id = ArchiveId::parse("news").unwrap();
     let state = &s3.srv.state;
     let mut bus = state.events.subscribe();
@@ -756,36 +762,7 @@ async fn the_archive_watch_runs_at_its_set_interval_and_grace_and_its_events_rea
     })
     .await;
     let clock = s3.srv.clock.clone().unwrap();
-    let seg = |i: usize| {
-        std::fs::read(format!(
-            "{}/../../testdata/ts/ffmpeg_segment_2s.{i:06}.ts",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    };
-    let k1 = s3
-        .srv
-        .state
-        .db
-        .list_archives()
-        .unwrap()
-        .remove(0)
-        .keys(Pipeline::P1)
-        .clone();
-    let backup = Signer {
-        key: (k1.access_key_id, k1.secret_access_key),
-        region: "us-east-1".into(),
-    };
-    // Index 2 never arrives; 0, 1 and 3 arrive in both buckets.
-    for (index, fixture) in [(0, 0), (1, 1), (3, 2)] {
-        let path = format!("/watched-0/live/a.{index:06}.ts");
-        assert_eq!(s3.call("PUT", &path, &seg(fixture)).await.status, 200);
-        let path = format!("/watched-1/live/a.{index:06}.ts");
-        let r = s3
-            .signed_by(&backup, "PUT", &path, &[], &seg(fixture))
-            .await;
-        assert_eq!(r.status, 200);
-    }
+    upload_all_but_index_2(&s3, "watched").await;
     let state = s3.srv.state.clone();
     let raised = move || -> Vec<u64> {
         state

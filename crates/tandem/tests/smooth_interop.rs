@@ -118,19 +118,27 @@ fn status(t: &Tandem) -> Value {
     serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
 }
 
-#[test]
-fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output() {
-    if !peer("ffmpeg") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let src = support::make_source(dir.path(), 45);
-    let t = Tandem::start(&dir.path().join("data"), &[]);
-    let mut encoders = [Some(push(&t, 0, &src)), Some(push(&t, 1, &src))];
-    let manifest_path = "/out/demo/live.isml/Manifest";
+/// What a reader saw of the output while pipeline 1 was killed at 10 s.
+struct Watched {
+    fetched: BTreeSet<(String, u64, u64)>,
+    /// Per stream: its last named time and when that last grew.
+    advanced: BTreeMap<String, (u64, Instant)>,
+    longest_stall: Duration,
+    killed_at: Instant,
+    last_xml: String,
+}
+
+/// Polls the manifest every 500 ms for 32 s, SIGKILLs pipeline 1 at 10 s,
+/// checks every manifest (each time once, no hole over two fragments) and
+/// fetches every fragment it names (200, tfxd time equal to the URL's).
+/// `each` runs after every poll with the fragments fetched so far.
+fn watch_kill(
+    t: &Tandem,
+    encoders: &mut [Option<Child>; 2],
+    mut each: impl FnMut(&BTreeSet<(String, u64, u64)>),
+) -> Watched {
     let started = Instant::now();
     let mut fetched: BTreeSet<(String, u64, u64)> = BTreeSet::new();
-    // Wall time at which each stream's last named time last grew.
     let mut advanced: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
     let mut longest_stall = Duration::ZERO;
     let mut killed_at = None;
@@ -143,7 +151,7 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output() {
             c.wait().unwrap();
             killed_at = Some(Instant::now());
         }
-        let (code, body) = http(t.addr, "GET", manifest_path, None, b"");
+        let (code, body) = http(t.addr, "GET", MANIFEST, None, b"");
         if code != 200 {
             assert!(
                 started.elapsed() < Duration::from_secs(8),
@@ -189,22 +197,53 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output() {
             fetched.insert(f);
         }
         last_xml = xml;
+        each(&fetched);
     }
+    Watched {
+        fetched,
+        advanced,
+        longest_stall,
+        killed_at: killed_at.expect("pipeline 1 was killed"),
+        last_xml,
+    }
+}
+
+impl Watched {
+    /// The output kept advancing after the kill and never stood still
+    /// longer than 5 s.
+    fn assert_kept_advancing(&self) {
+        let after_kill = self.advanced.values().map(|(_, at)| *at).min().unwrap();
+        assert!(
+            after_kill > self.killed_at + Duration::from_secs(10),
+            "{}",
+            self.last_xml
+        );
+        assert!(
+            self.longest_stall <= Duration::from_secs(5),
+            "stood still {:?}",
+            self.longest_stall
+        );
+    }
+}
+
+const MANIFEST: &str = "/out/demo/live.isml/Manifest";
+
+#[test]
+fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output() {
+    if !peer("ffmpeg") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = support::make_source(dir.path(), 45);
+    let t = Tandem::start(&dir.path().join("data"), &[]);
+    let mut encoders = [Some(push(&t, 0, &src)), Some(push(&t, 1, &src))];
+    let w = watch_kill(&t, &mut encoders, |_| {});
     for c in encoders.iter_mut().flatten() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    let killed_at = killed_at.unwrap();
-    // The output kept advancing after the kill.
-    let after_kill = advanced.values().map(|(_, at)| *at).min().unwrap();
-    assert!(
-        after_kill > killed_at + Duration::from_secs(10),
-        "{last_xml}"
-    );
-    assert!(
-        longest_stall <= Duration::from_secs(5),
-        "stood still {longest_stall:?}"
-    );
+    w.assert_kept_advancing();
+    let fetched = &w.fetched;
     let st = status(&t);
     let pp = &st["channels"][0]["publishing_points"][0];
     let c = &pp["counters"];
@@ -239,71 +278,10 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
     let src = support::make_source(dir.path(), 45);
     let t = Tandem::start(&dir.path().join("data"), &[]);
     let mut encoders = [Some(push(&t, 0, &src)), Some(push(&t, 1, &src))];
-    let manifest_path = "/out/demo/live.isml/Manifest";
-    let started = Instant::now();
     let mut player: Option<(Child, Instant)> = None;
-    let mut fetched: BTreeSet<(String, u64, u64)> = BTreeSet::new();
-    // Wall time at which each stream's last named time last grew.
-    let mut advanced: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
-    let mut longest_stall = Duration::ZERO;
-    let mut killed_at = None;
-    let mut last_xml = String::new();
-    while started.elapsed() < Duration::from_secs(32) {
-        std::thread::sleep(Duration::from_millis(500));
-        if killed_at.is_none() && started.elapsed() > Duration::from_secs(10) {
-            let mut c = encoders[1].take().unwrap();
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-            killed_at = Some(Instant::now());
-        }
-        let (code, body) = http(t.addr, "GET", manifest_path, None, b"");
-        if code != 200 {
-            assert!(
-                started.elapsed() < Duration::from_secs(8),
-                "no manifest yet: {code}"
-            );
-            continue;
-        }
-        let xml = String::from_utf8(body).unwrap();
-        let all = named(&xml);
-        // Each timestamp once, per stream and bitrate.
-        let unique: BTreeSet<_> = all.iter().collect();
-        assert_eq!(unique.len(), all.len(), "a time listed twice:\n{xml}");
-        // Contiguous: no hole of more than two fragments, anywhere.
-        let mut per: BTreeMap<(&str, u64), Vec<u64>> = BTreeMap::new();
-        for (n, b, time) in &all {
-            per.entry((n, *b)).or_default().push(*time);
-        }
-        for ((n, _), times) in &per {
-            for w in times.windows(2) {
-                assert!(w[1] - w[0] <= 3 * FRAGMENT, "{n}: gap {:?}\n{xml}", w);
-            }
-            let last = *times.last().unwrap();
-            let e = advanced
-                .entry((*n).to_owned())
-                .or_insert((last, Instant::now()));
-            if last > e.0 {
-                *e = (last, Instant::now());
-            } else {
-                longest_stall = longest_stall.max(e.1.elapsed());
-            }
-        }
-        for f in all {
-            if fetched.contains(&f) {
-                continue;
-            }
-            let url = format!(
-                "/out/demo/live.isml/QualityLevels({})/Fragments({}={})",
-                f.1, f.0, f.2
-            );
-            let (code, body) = http(t.addr, "GET", &url, None, b"");
-            assert_eq!(code, 200, "{url}");
-            assert_eq!(tfxd_time(&body), Some(f.2), "{url}: tfxd time");
-            fetched.insert(f);
-        }
-        last_xml = xml;
+    let w = watch_kill(&t, &mut encoders, |fetched| {
         if player.is_none() && fetched.len() >= 4 {
-            let uri = format!("http://{}{manifest_path}", t.addr);
+            let uri = format!("http://{}{MANIFEST}", t.addr);
             let child = Command::new("gst-launch-1.0")
                 .args(["-v", "playbin", &format!("uri={uri}")])
                 .args([
@@ -317,7 +295,7 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
                 .unwrap();
             player = Some((child, Instant::now()));
         }
-    }
+    });
     let (mut gst, gst_started) = player.expect("the player started");
     let played_for = gst_started.elapsed();
     let _ = gst.kill();
@@ -331,17 +309,7 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    let killed_at = killed_at.unwrap();
-    // The output kept advancing after the kill.
-    let after_kill = advanced.values().map(|(_, at)| *at).min().unwrap();
-    assert!(
-        after_kill > killed_at + Duration::from_secs(10),
-        "{last_xml}"
-    );
-    assert!(
-        longest_stall <= Duration::from_secs(5),
-        "stood still {longest_stall:?}"
-    );
+    w.assert_kept_advancing();
     // GStreamer played without an error, at least 15 s of video.
     assert!(!gst_log.contains("ERROR"), "{gst_log}");
     let pts: Vec<f64> = gst_log
@@ -379,7 +347,7 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
         c["duplicates"],
         c["fills"],
         c["gaps"],
-        fetched.len(),
+        w.fetched.len(),
         pp["inputs"]
     );
     assert_eq!(c["gaps"], 0, "{pp}");

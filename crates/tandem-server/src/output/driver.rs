@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::Clock;
 
 use super::reset::{self, Control, ResetRendition};
-use super::{ChannelOutput, EVENT_LOG, EventRecord, Rendered, output_root};
+use super::{ChannelOutput, EventRecord, Rendered, output_root, state_name};
 use crate::notice::Notice;
 
 /// A rendition: its engine and where its files live.
@@ -724,28 +724,9 @@ impl Driver {
 
     /// Writes a playlist's state, atomically replacing the previous one.
     async fn save(&self, path: &ObjectPath, state: &SavedPlaylist) {
-        let Some(key) = state_key(&self.out.id, path) else {
-            return;
-        };
-        let json = match serde_json::to_vec(state) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(channel = %self.out.id, rendition = %path, error = %e, "cannot encode the output's state");
-                return;
-            }
-        };
-        let result = async {
-            let mut w = self
-                .store
-                .begin_put(&key, tandem_store::Parents::Create)
-                .await?;
-            w.write(Bytes::from(json)).await?;
-            w.commit().await
-        };
-        if let Err(e) = result.await {
-            counter!("tandem_output_state_save_errors_total", "channel" => self.out.id.to_string())
-                .increment(1);
-            tracing::error!(channel = %self.out.id, rendition = %path, error = %e, "cannot save the output's state: a restart would not continue it");
+        if let Some(key) = state_key(&self.out.id, path) {
+            let what = format!("rendition {path}");
+            super::save_state(self.store.as_ref(), &self.out.id, &key, &what, state).await;
         }
     }
 }
@@ -816,14 +797,6 @@ pub(super) async fn walk(store: &dyn Store, root: &ObjectPath) -> Vec<ObjectPath
     found
 }
 
-fn state_name(s: tandem_core::InputState) -> &'static str {
-    match s {
-        tandem_core::InputState::Idle => "idle",
-        tandem_core::InputState::Receiving => "receiving",
-        tandem_core::InputState::Lost => "lost",
-    }
-}
-
 fn record(
     out: &ChannelOutput,
     time: SystemTime,
@@ -831,36 +804,13 @@ fn record(
     kind: &'static str,
     fill: impl FnOnce(&mut EventRecord),
 ) {
-    let mut e = EventRecord {
-        time: crate::util::rfc3339_millis(time),
-        rendition: rendition.to_owned(),
-        kind,
-        pipeline: None,
-        from: None,
-        to: None,
-        reason: None,
-        discontinuity: None,
-        inputs: None,
-        media_sequence: None,
-        uri: None,
-        switch_delay_ms: None,
-        smooth: None,
-    };
+    let mut e = EventRecord::new(time, rendition, kind);
     fill(&mut e);
     out.timeline
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .note(time, &e);
-    out.bus
-        .publish(crate::events::Subject::Channel(out.id.to_string()), &e);
-    let mut log = out
-        .events
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if log.len() >= EVENT_LOG {
-        log.pop_front();
-    }
-    log.push_back(e);
+    super::log_event(out, e);
 }
 
 #[cfg(test)]

@@ -455,6 +455,66 @@ impl Outputs {
     }
 }
 
+impl EventRecord {
+    /// An event of `kind` about `rendition` (a media playlist, or a
+    /// publishing point's `{name}.isml`) at `time`, nothing else set yet.
+    pub(crate) fn new(time: SystemTime, rendition: &str, kind: &'static str) -> Self {
+        Self {
+            time: crate::util::rfc3339_millis(time),
+            rendition: rendition.to_owned(),
+            kind,
+            pipeline: None,
+            from: None,
+            to: None,
+            reason: None,
+            discontinuity: None,
+            inputs: None,
+            media_sequence: None,
+            uri: None,
+            switch_delay_ms: None,
+            smooth: None,
+        }
+    }
+}
+
+/// An input state as events name it.
+pub(crate) fn state_name(s: InputState) -> &'static str {
+    match s {
+        InputState::Idle => "idle",
+        InputState::Receiving => "receiving",
+        InputState::Lost => "lost",
+    }
+}
+
+/// Writes an output's state (`what`: for messages) durably at `key`,
+/// replacing the previous one atomically; a failure is counted and logged,
+/// as the output goes on without it.
+pub(crate) async fn save_state(
+    store: &dyn Store,
+    channel: &ChannelId,
+    key: &ObjectPath,
+    what: &str,
+    state: &impl Serialize,
+) {
+    let json = match serde_json::to_vec(state) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(channel = %channel, what, error = %e, "cannot encode an output's state");
+            return;
+        }
+    };
+    let result = async {
+        let mut w = store.begin_put(key, tandem_store::Parents::Create).await?;
+        w.write(Bytes::from(json)).await?;
+        w.commit().await
+    };
+    if let Err(e) = result.await {
+        metrics::counter!("tandem_output_state_save_errors_total", "channel" => channel.to_string())
+            .increment(1);
+        tracing::error!(channel = %channel, what, error = %e, "cannot save an output's state: a restart would not continue it");
+    }
+}
+
 /// Adds an event to the channel's list and the server-wide bus.
 pub(crate) fn log_event(out: &ChannelOutput, e: EventRecord) {
     out.bus

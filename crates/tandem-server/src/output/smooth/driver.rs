@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use super::{FragmentKey, Manifest, PointStatus, SmoothDetail};
 use crate::Clock;
 use crate::notice::SmoothNotice;
-use crate::output::{ChannelOutput, EventRecord};
+use crate::output::{ChannelOutput, EventRecord, state_name};
 
 /// Notices handled before the state is saved and the manifests rendered.
 const BATCH: usize = 256;
@@ -436,29 +436,10 @@ impl Driver {
     }
 
     async fn save(&self, point: &str, saved: &SavedSmooth) {
-        let Some(key) = state_root(&self.out).and_then(|r| r.join(&format!("{point}.json")).ok())
-        else {
-            return;
-        };
-        let json = match serde_json::to_vec(saved) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(channel = %self.out.id, point, error = %e, "cannot encode a publishing point's state");
-                return;
-            }
-        };
-        let result = async {
-            let mut w = self
-                .store
-                .begin_put(&key, tandem_store::Parents::Create)
-                .await?;
-            w.write(Bytes::from(json)).await?;
-            w.commit().await
-        };
-        if let Err(e) = result.await {
-            counter!("tandem_output_state_save_errors_total", "channel" => self.out.id.to_string())
-                .increment(1);
-            tracing::error!(channel = %self.out.id, point, error = %e, "cannot save a publishing point's state: a restart would not continue it");
+        if let Some(key) = state_root(&self.out).and_then(|r| r.join(&format!("{point}.json")).ok())
+        {
+            let what = format!("publishing point {point}");
+            crate::output::save_state(self.store.as_ref(), &self.out.id, &key, &what, saved).await;
         }
     }
 
@@ -563,14 +544,6 @@ impl Driver {
     }
 }
 
-fn state_name(s: InputState) -> &'static str {
-    match s {
-        InputState::Idle => "idle",
-        InputState::Receiving => "receiving",
-        InputState::Lost => "lost",
-    }
-}
-
 /// Logs an event of a publishing point: the channel's event list and the
 /// server-wide bus (webhooks, the status page).
 fn record(
@@ -580,21 +553,7 @@ fn record(
     kind: &'static str,
     fill: impl FnOnce(&mut EventRecord, &mut SmoothDetail),
 ) {
-    let mut e = EventRecord {
-        time: crate::util::rfc3339_millis(time),
-        rendition: rendition.to_owned(),
-        kind,
-        pipeline: None,
-        from: None,
-        to: None,
-        reason: None,
-        discontinuity: None,
-        inputs: None,
-        media_sequence: None,
-        uri: None,
-        switch_delay_ms: None,
-        smooth: None,
-    };
+    let mut e = EventRecord::new(time, rendition, kind);
     let mut d = SmoothDetail::default();
     fill(&mut e, &mut d);
     if d != SmoothDetail::default() {
