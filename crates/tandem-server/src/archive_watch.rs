@@ -126,6 +126,11 @@ impl ArchiveWatches {
         self.with(id, |p| p.events.iter().cloned().collect())
     }
 
+    /// How many events the pair has raised (kept ones).
+    pub fn event_count(&self, id: &str) -> usize {
+        self.with(id, |p| p.events.len())
+    }
+
     /// The newest indexes of the latest check, oldest first: each bucket's
     /// verdict per index.
     pub fn grid(&self, id: &str) -> Vec<tandem_ts::IndexReport> {

@@ -164,7 +164,7 @@ pub fn status(st: &AppState) -> Result<Status, ApiError> {
             })
             .collect();
         archives.push(ArchiveGlance {
-            uncovered: st.archive_watches.events(&spec.id).len(),
+            uncovered: st.archive_watches.event_count(&spec.id),
             id: spec.id,
             indexes,
         });
