@@ -252,3 +252,59 @@ fn a_reset_output_waits_live_for_the_encoders_to_start() {
     );
     assert!(resumes(&h).is_empty(), "a reset output is not resumed");
 }
+
+/// What ffmpeg sends at the end of a 5 s source with `-hls_time 2`: two
+/// 2 s segments and a last one of 1 s, the second encoder's clock
+/// `skew_ms` behind the first's, then ENDLIST.
+fn short_end(skew_ms: i64, last: u64) -> String {
+    let mut t = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n",
+    );
+    for k in 0..=last {
+        let d = if k == 2 { "1.000" } else { "2.000" };
+        t.push_str(&format!(
+            "{}#EXTINF:{d},\na{k}.ts\n",
+            pdt(2000 * k as i64 + skew_ms)
+        ));
+    }
+    if last == 2 {
+        t.push_str("#EXT-X-ENDLIST\n");
+    }
+    t
+}
+
+/// The encoders' last segment is shorter than the date-time tolerance and
+/// their clocks differ by 300 ms: the other encoder's copy of it carries the
+/// same moment, so it never follows the first copy, whether it is stored
+/// before the output ends or only after (and then a reset must not bring it
+/// out either).
+#[test]
+fn the_other_encoders_copy_of_a_short_last_segment_never_goes_out_after_it() {
+    for late in [false, true] {
+        let mut h = H::new(MergeConfig::default());
+        for k in 0..=2 {
+            let t = 2.0 * k as f64;
+            h.feed(t, P0, &short_end(0, k), &[]);
+            let missing: &[&str] = if late && k == 2 { &["a2.ts"] } else { &[] };
+            h.feed(t + 0.3, P1, &short_end(300, k), missing);
+        }
+        if late {
+            let ev = h.m.on_segment_stored(h.at(4.6), P1, "a2.ts");
+            h.events.extend(ev);
+        }
+        let out = h.out();
+        assert_eq!(out.matches("a2.ts").count(), 1, "late: {late}\n{out}");
+        assert!(
+            out.ends_with("p0/a2.ts\n#EXT-X-ENDLIST\n"),
+            "late: {late}\n{out}"
+        );
+        let ev = h.m.reset(h.at(10.0), 1_000);
+        h.events.extend(ev);
+        h.m.check_invariants();
+        assert_eq!(
+            h.out(),
+            "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1000\n",
+            "late: {late}"
+        );
+    }
+}

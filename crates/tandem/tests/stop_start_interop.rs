@@ -183,6 +183,17 @@ fn both_encoders_stop_and_start_again_and_the_output_resumes_then_reset_starts_a
         vec![last + 1],
         "exactly one discontinuity, at the resume"
     );
+    // Each moment of each run goes out once: the encoders' copies of a
+    // segment share its name, so no name repeats within a run.
+    let mut names = std::collections::BTreeSet::new();
+    for (n, p) in &seen.segments {
+        let name = p.uri.rsplit('/').next().unwrap_or_default();
+        assert!(
+            names.insert((*n > last, name.to_owned())),
+            "position {n} ({}) repeats a segment of its run",
+            p.uri
+        );
+    }
     assert_eq!(
         seen.segments[&(last + 1)].uri,
         format!("channel/{}/channel0.ts", last + 1)

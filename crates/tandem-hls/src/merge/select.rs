@@ -73,10 +73,7 @@ impl RenditionMerge {
                     .next()
                     .is_some_and(|s| s.seg.program_date_time.is_some());
             if let (true, Some(exp)) = (uses_pdt, expected_pdt) {
-                // Later than the last output segment's own start, whatever
-                // the tolerance: a segment shorter than the tolerance (an
-                // encoder's last one) must not match itself again.
-                let after_last = |t: i64| last.program_date_time.is_none_or(|lp| t > lp);
+                let after_last = |t: i64| follows(t, last.program_date_time, exp);
                 return inp
                     .segs
                     .iter()
@@ -114,9 +111,7 @@ impl RenditionMerge {
         let half_target = Duration::from_millis(u64::try_from(tol).unwrap_or(0));
         let after = |k: u64, s: &InSeg| {
             let later = match (expected_pdt, s.seg.program_date_time) {
-                (Some(exp), Some(t)) => {
-                    t >= exp - tol && last.program_date_time.is_none_or(|lp| t > lp)
-                }
+                (Some(exp), Some(t)) => t >= exp - tol && follows(t, last.program_date_time, exp),
                 _ => s.first_seen >= last.first_seen + half_target,
             };
             later && fresh(k) && (!same_epoch || k > last.source_msn)
@@ -134,4 +129,14 @@ impl RenditionMerge {
             .filter(|(_, c, _)| c.complete)
             .map(|(k, _, aligned)| (k, aligned))
     }
+}
+
+/// Whether a segment starting at `t` (ms) follows the last output segment,
+/// which started at `last` and is followed at `next`: it must start nearer
+/// `next` than `last`, whatever the tolerance. Otherwise it carries the
+/// same moment as the last one: the other encoder's copy of a segment
+/// shorter than the tolerance (an encoder's last one, when the encoders'
+/// clocks differ by a fraction of it), or that segment itself.
+fn follows(t: i64, last: Option<i64>, next: i64) -> bool {
+    last.is_none_or(|l| t > l && t.saturating_sub(l) > next.saturating_sub(t))
 }
