@@ -70,6 +70,10 @@ pub enum FecError {
     LengthMismatch { length: usize, available: usize },
     #[error("media packet of {len} bytes is shorter than the RTP header")]
     ShortMedia { len: usize },
+    #[error(
+        "the rebuilt packet is not RTP carrying whole MPEG-TS packets ({reason}); the FEC packet does not protect the media received"
+    )]
+    NotMedia { reason: String },
 }
 
 /// One parsed FEC packet (a view into its datagram).
@@ -213,7 +217,30 @@ impl FecPacket {
         out.put_u32(ts);
         out.put_u32(ssrc);
         out.put_slice(&body[..length]);
-        Ok(out.freeze())
+        let out = out.freeze();
+        // XOR parity has no integrity check of its own: a forged or
+        // mismatched FEC packet rebuilds garbage. What goes out must at
+        // least be what the missing slot holds on this flow: RTP whose
+        // payload is whole MPEG-TS packets.
+        let rtp = crate::rtp::RtpPacket::parse(out.clone()).map_err(|e| FecError::NotMedia {
+            reason: e.to_string(),
+        })?;
+        let payload = rtp.payload();
+        let ts = crate::ts::TS_PACKET_LEN;
+        if payload.is_empty() || payload.len() % ts != 0 {
+            return Err(FecError::NotMedia {
+                reason: format!("a payload of {} bytes", payload.len()),
+            });
+        }
+        if let Some(k) = payload
+            .chunks(ts)
+            .position(|p| p.first() != Some(&crate::ts::SYNC_BYTE))
+        {
+            return Err(FecError::NotMedia {
+                reason: format!("no sync byte at TS packet {k}"),
+            });
+        }
+        Ok(out)
     }
 
     /// Builds the FEC datagram protecting `media` (whole RTP datagrams, in
@@ -277,18 +304,28 @@ impl FecPacket {
 mod tests {
     use super::*;
 
-    fn media(seq: u16, len: usize) -> Bytes {
+    /// An RTP datagram with `len` payload bytes that are not MPEG-TS.
+    fn raw(seq: u16, len: usize) -> Bytes {
         let mut v = vec![0x80, 33];
         v.extend_from_slice(&seq.to_be_bytes());
         v.extend_from_slice(&(u32::from(seq) * 3003).to_be_bytes());
         v.extend_from_slice(&0xabcd_0123u32.to_be_bytes());
-        v.extend((0..len).map(|i| (i as u16 ^ seq.wrapping_mul(7)) as u8));
+        v.extend((0..len).map(|i| (i as u16 ^ seq.wrapping_mul(7)) as u8 | 1));
+        Bytes::from(v)
+    }
+
+    /// An RTP datagram carrying `packets` MPEG-TS packets.
+    fn media(seq: u16, packets: usize) -> Bytes {
+        let mut v = raw(seq, packets * 188).to_vec();
+        for k in 0..packets {
+            v[12 + k * 188] = 0x47;
+        }
         Bytes::from(v)
     }
 
     #[test]
     fn column_fec_header_round_trips() {
-        let m: Vec<Bytes> = (0..4).map(|i| media(100 + i * 5, 1316)).collect();
+        let m: Vec<Bytes> = (0..4).map(|i| media(100 + i * 5, 7)).collect();
         let f = FecPacket::parse(FecPacket::encode(FecDirection::Column, 7, 100, 5, &m).unwrap())
             .unwrap();
         assert_eq!(f.direction, FecDirection::Column);
@@ -303,7 +340,7 @@ mod tests {
     #[test]
     fn any_single_loss_is_recovered_bit_exact_with_unequal_lengths() {
         let m: Vec<Bytes> = (0..5u16)
-            .map(|i| media(65534u16.wrapping_add(i), 100 + usize::from(i) * 37))
+            .map(|i| media(65534u16.wrapping_add(i), 1 + usize::from(i)))
             .collect();
         let f = FecPacket::parse(FecPacket::encode(FecDirection::Row, 1, 65534, 1, &m).unwrap())
             .unwrap();
@@ -321,7 +358,7 @@ mod tests {
 
     #[test]
     fn fec_without_extension_bit_is_refused() {
-        let m = vec![media(1, 10); 4];
+        let m = vec![raw(1, 10); 4];
         let mut v = FecPacket::encode(FecDirection::Column, 0, 1, 1, &m)
             .unwrap()
             .to_vec();
@@ -331,7 +368,7 @@ mod tests {
 
     #[test]
     fn matrix_outside_the_standard_is_refused() {
-        let m = vec![media(1, 10); 3];
+        let m = vec![raw(1, 10); 3];
         let d = FecPacket::encode(FecDirection::Column, 0, 1, 4, &m).unwrap();
         assert_eq!(
             FecPacket::parse(d),
@@ -342,7 +379,7 @@ mod tests {
                 expected: "offset L 1-20 and NA D 4-20"
             })
         );
-        let m = vec![media(1, 10); 4];
+        let m = vec![raw(1, 10); 4];
         let d = FecPacket::encode(FecDirection::Row, 0, 1, 2, &m).unwrap();
         assert!(matches!(
             FecPacket::parse(d),
@@ -360,11 +397,31 @@ mod tests {
 
     #[test]
     fn inconsistent_length_is_reported_not_panicked() {
-        let m: Vec<Bytes> = (0..4).map(|i| media(i, 4)).collect();
+        let m: Vec<Bytes> = (0..4).map(|i| raw(i, 4)).collect();
         let f = FecPacket::parse(FecPacket::encode(FecDirection::Column, 0, 0, 1, &m).unwrap())
             .unwrap();
-        let other = media(9, 3);
+        let other = raw(9, 3);
         let r = f.recover(0, 1, [&m[1], &other]);
         assert!(matches!(r, Err(FecError::LengthMismatch { .. })));
+    }
+
+    /// XOR has no integrity of its own: a FEC packet that does not protect
+    /// what was received (forged, or of another flow) rebuilds garbage,
+    /// which is refused rather than sent on as the missing packet.
+    #[test]
+    fn a_rebuilt_packet_that_is_not_mpeg_ts_is_refused() {
+        let m: Vec<Bytes> = (0..4).map(|i| media(i, 7)).collect();
+        let forged: Vec<Bytes> = (0..4).map(|i| raw(i, 7 * 188)).collect();
+        let f =
+            FecPacket::parse(FecPacket::encode(FecDirection::Column, 0, 0, 1, &forged).unwrap())
+                .unwrap();
+        let r = f.recover(0, 0xabcd_0123, [&m[1], &m[2], &m[3]]);
+        assert!(matches!(r, Err(FecError::NotMedia { .. })), "{r:?}");
+        let f = FecPacket::parse(FecPacket::encode(FecDirection::Column, 0, 0, 1, &m).unwrap())
+            .unwrap();
+        assert_eq!(
+            f.recover(0, 0xabcd_0123, [&m[1], &m[2], &m[3]]).unwrap(),
+            m[0]
+        );
     }
 }

@@ -17,12 +17,14 @@
 //! [`Pipeline::P0`]: tandem_core::Pipeline::P0
 //! [`Pipeline::P1`]: tandem_core::Pipeline::P1
 
+pub mod config;
 pub mod fec;
 pub mod merge;
 pub mod rtp;
 pub mod switch;
 pub mod ts;
 
+pub use config::ConfigError;
 pub use fec::{FecDirection, FecError, FecPacket};
 pub use merge::{Merge, MergeConfig, MergeCounters, MergeEvent, MergedPacket, SkewClass};
 pub use rtp::{RtpError, RtpPacket};

@@ -164,7 +164,7 @@ fn other(leg: Pipeline) -> Pipeline {
 impl LossSwitch {
     pub fn new(cfg: SwitchConfig) -> Self {
         Self {
-            cfg,
+            cfg: cfg.clamped(),
             active: None,
             legs: Default::default(),
             output: VecDeque::new(),

@@ -361,3 +361,31 @@ fn non_rtp_and_wrong_payload_type_are_counted_and_dropped() {
         3
     );
 }
+
+/// A FEC packet that does not protect what the legs carried (forged, or
+/// another flow's on the same port) rebuilds garbage: the missing packet
+/// is reported lost instead of replaced by it. (Found by the `udp_merge`
+/// fuzz target; see fuzz/crashes/README.md.)
+#[test]
+fn a_forged_fec_packet_never_puts_garbage_in_place_of_a_lost_packet() {
+    let (l, d) = (4usize, 4usize);
+    let media: Vec<Bytes> = (0..l * d).map(|i| rtp(i as u16, SSRC)).collect();
+    let lost = 4usize;
+    let t0 = Instant::now();
+    let mut m = merge();
+    for (i, p) in media.iter().enumerate() {
+        if i != lost {
+            m.on_packet(t0 + ms(i as u64), P0, p.clone());
+        }
+    }
+    // What a forger sends: the right header, a payload of its own.
+    let mut forged = column_fec(&media, 0, l, d, 0).to_vec();
+    forged[28..].iter_mut().for_each(|b| *b ^= 0xa5);
+    m.on_fec(t0 + ms(17), P0, Bytes::from(forged));
+    tick_until(&mut m, t0 + ms(1000));
+    let (out, _) = drain(&mut m);
+    assert_eq!(out.len(), 15);
+    assert!(out.iter().all(|p| media.contains(&p.datagram)));
+    assert_eq!(m.counters().recovered_by_fec, 0);
+    assert_eq!(m.counters().output_lost, 1);
+}

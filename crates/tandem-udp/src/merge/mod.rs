@@ -149,6 +149,7 @@ fn fec_index(d: FecDirection) -> usize {
 
 impl Merge {
     pub fn new(cfg: MergeConfig) -> Self {
+        let cfg = cfg.clamped();
         let capacity = cfg.capacity.max(2 * cfg.history.max(1)).next_power_of_two();
         let mut ring = Vec::with_capacity(capacity);
         ring.resize_with(capacity, || None);
