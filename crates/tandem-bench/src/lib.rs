@@ -7,7 +7,9 @@
 //!   renditions with readers), memory during 2 GB transfers.
 //! - [`mediastore`]: MediaStore-style PutObject/GetObject req/s beside
 //!   nginx, and the time to first byte of a STREAMING GET.
-//! - [`sign`]: SigV4 signing (service `mediastore`) by `aws-sigv4`.
+//! - [`sign`]: SigV4 signing (`mediastore`, `s3`) by `aws-sigv4`.
+//! - [`soak`]: live load held for a long time, the server's resources
+//!   sampled to show they stay flat.
 //!
 //! Everything targets a server given by URL and admin token; every loop is
 //! bounded in count and time.
@@ -16,3 +18,4 @@ pub mod client;
 pub mod mediastore;
 pub mod scenarios;
 pub mod sign;
+pub mod soak;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tandem_bench::mediastore::{self, CompareConfig, Origin, PayloadMode};
 use tandem_bench::scenarios::{self, Target};
+use tandem_bench::soak;
 
 /// Benchmark scenarios against a running Tandem.
 #[derive(Debug, Parser)]
@@ -90,6 +91,12 @@ enum Scenario {
         #[arg(long, default_value = "unsigned")]
         payload: String,
     },
+    /// Live load held for --minutes while the server's RSS, descriptors,
+    /// threads, staging entries and publish delay are sampled.
+    Soak {
+        #[command(flatten)]
+        soak: SoakArgs,
+    },
     /// Time to first byte of a STREAMING GET while its upload is in flight,
     /// and of a complete object for context.
     Ttfb {
@@ -103,6 +110,33 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         reps: usize,
     },
+}
+
+/// The soak's settings.
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    /// How long to hold the load.
+    #[arg(long, default_value_t = 60.0)]
+    minutes: f64,
+    #[arg(long, default_value_t = 50)]
+    channels: usize,
+    /// Players per channel.
+    #[arg(long, default_value_t = 2)]
+    readers: usize,
+    #[arg(long, default_value_t = 250_000)]
+    size: usize,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10)]
+    every: u64,
+    /// The server's data directory, to count `staging/` entries.
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    /// Seconds between archive uploads (0: none).
+    #[arg(long, default_value_t = 10)]
+    archive_every: u64,
+    /// The S3 listener, IP:PORT, when the archive view's endpoint is not it.
+    #[arg(long)]
+    s3: Option<SocketAddr>,
 }
 
 /// Tandem's MediaStore listener and the objects to send.
@@ -187,6 +221,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            Scenario::Soak { soak } => run_soak(&t, soak).await?,
             Scenario::Memory { bytes } => {
                 let m = scenarios::memory(&t, bytes).await?;
                 let mb = |b: u64| b as f64 / 1e6;
@@ -258,4 +293,67 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+async fn run_soak(t: &Target, a: SoakArgs) -> anyhow::Result<()> {
+    let cfg = soak::SoakConfig {
+        channels: a.channels,
+        readers: a.readers,
+        size: a.size,
+        duration: Duration::from_secs_f64(a.minutes * 60.0),
+        every: Duration::from_secs(a.every.max(1)),
+        data: a.data,
+        archive_every: (a.archive_every > 0).then(|| Duration::from_secs(a.archive_every)),
+        s3: a.s3,
+    };
+    println!(
+        "| s | RSS MB | fds | threads | staging | delay p50 ms | delay p99 ms | errors | archive files |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let r = soak::soak(t, &cfg, |s| {
+        let (p50, p99) = s
+            .delay
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN), |d| (d.p50_ms, d.p99_ms));
+        println!(
+            "| {:.0} | {:.1} | {} | {} | {} | {p50:.2} | {p99:.2} | {} | {} |",
+            s.at.as_secs_f64(),
+            s.rss_bytes as f64 / 1e6,
+            s.fds,
+            s.threads,
+            s.staging,
+            s.errors,
+            s.archive_files
+        );
+        let _ = std::io::stdout().flush();
+    })
+    .await?;
+    println!();
+    println!("| figure | start | end | max | after warm-up | bound | flat |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for tr in &r.trends {
+        println!(
+            "| {}{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            tr.name,
+            if tr.unit.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", tr.unit)
+            },
+            tr.start,
+            tr.end,
+            tr.max,
+            tr.settled,
+            tr.bound,
+            if tr.flat { "yes" } else { "NO" }
+        );
+    }
+    println!(
+        "soak: {:.0} minutes, {} samples, {} errors, {}",
+        cfg.duration.as_secs_f64() / 60.0,
+        r.samples.len(),
+        r.errors,
+        if r.flat() { "flat" } else { "NOT flat" }
+    );
+    Ok(())
 }

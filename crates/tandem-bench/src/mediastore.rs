@@ -177,7 +177,7 @@ pub fn cpu_ns(pids: &[u32]) -> Option<u64> {
 /// Sends one signed request and reads its answer; the body is discarded
 /// (only counted) unless `keep`.
 #[allow(clippy::too_many_arguments)]
-async fn signed(
+pub(crate) async fn signed(
     conn: &mut Conn,
     signer: &Signer,
     method: &str,

@@ -208,6 +208,163 @@ pub struct ScaleReport {
     pub errors: u64,
 }
 
+/// Live load on channels `{prefix}{i}`: each channel's 2 pipelines × 3
+/// renditions push a segment of `size` bytes every 2 s (pipeline 0 timing
+/// each until the output names it), and `readers` players a channel poll
+/// its output. Runs until [`Load::finish`].
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Creates the channels and starts pushing and reading.
+    pub async fn start(
+        t: &Target,
+        channels: usize,
+        readers: usize,
+        size: usize,
+    ) -> anyhow::Result<Self> {
+        let mut auths = Vec::new();
+        for i in 0..channels {
+            auths.push(create_channel(t, &format!("bench-s{i}")).await?);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        let body: Arc<[u8]> = vec![0x47u8; size].into();
+        let mut tasks = Vec::new();
+        let period = Duration::from_secs(2);
+        for (i, auth) in auths.iter().enumerate() {
+            for p in 0..2 {
+                for r in ["low", "mid", "high"] {
+                    let (t, auth, stop, errors, latencies, body) = (
+                        t.clone(),
+                        auth[p].clone(),
+                        stop.clone(),
+                        errors.clone(),
+                        latencies.clone(),
+                        body.clone(),
+                    );
+                    // Spread the pushes over the period, as independent encoders are.
+                    let offset = period.mul_f64(((i * 6 + p * 3 + r.len()) % 97) as f64 / 97.0);
+                    tasks.push(tokio::spawn(async move {
+                        tokio::time::sleep(offset).await;
+                        let (mut put, mut get) = (Conn::new(t.addr), Conn::new(t.addr));
+                        let base = format!("/in/bench-s{i}/{p}/live");
+                        let out = format!("/out/bench-s{i}/live/{r}.m3u8");
+                        let mut next = Instant::now();
+                        for k in 0.. {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            // Only pipeline 0 watches the output, so readers and
+                            // watchers are not double-counted.
+                            let res = if p == 0 {
+                                push_and_watch(
+                                    &mut put,
+                                    &mut get,
+                                    &Rendition {
+                                        auth: &auth,
+                                        base_in: &base,
+                                        out_playlist: &out,
+                                        name: r,
+                                    },
+                                    k,
+                                    &body,
+                                )
+                                .await
+                            } else {
+                                push_only(&mut put, &auth, &base, r, k, &body)
+                                    .await
+                                    .map(|()| Duration::ZERO)
+                            };
+                            match res {
+                                Ok(d) if p == 0 => latencies.lock().await.push(d),
+                                Ok(_) => {}
+                                Err(_) => {
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            next += period;
+                            tokio::time::sleep_until(next.into()).await;
+                        }
+                    }));
+                }
+            }
+            for j in 0..readers {
+                let (t, stop, errors) = (t.clone(), stop.clone(), errors.clone());
+                // Players are not in step: spread their polls over the second,
+                // as the pushes are spread over the segment period.
+                let offset =
+                    Duration::from_secs(1).mul_f64(((i * readers + j) % 101) as f64 / 101.0);
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep(offset).await;
+                    let mut c = Conn::new(t.addr);
+                    let mut seen = String::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        match c
+                            .request("GET", &format!("/out/bench-s{i}/live/mid.m3u8"), None, b"")
+                            .await
+                        {
+                            Ok(r) if r.status == 200 => {
+                                let text = String::from_utf8_lossy(&r.body).into_owned();
+                                let newest = text
+                                    .lines()
+                                    .rev()
+                                    .find(|l| !l.starts_with('#'))
+                                    .filter(|l| *l != seen);
+                                if let Some(last) = newest {
+                                    let _ = c
+                                        .request(
+                                            "GET",
+                                            &format!("/out/bench-s{i}/live/{last}"),
+                                            None,
+                                            b"",
+                                        )
+                                        .await;
+                                    seen = last.to_owned();
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }));
+            }
+        }
+        Ok(Self {
+            stop,
+            errors,
+            latencies,
+            tasks,
+        })
+    }
+
+    /// Publish delays measured since the last call.
+    pub async fn take_latencies(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.latencies.lock().await)
+    }
+
+    /// Failed requests so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Stops every pusher and reader (bounded wait for each).
+    pub async fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
 /// Scenario 4: `channels` × 2 pipelines × 3 renditions, 2 s segments of
 /// `size` bytes, `readers` readers a channel, for `duration`.
 pub async fn scale(
@@ -217,141 +374,30 @@ pub async fn scale(
     size: usize,
     duration: Duration,
 ) -> anyhow::Result<ScaleReport> {
-    let mut auths = Vec::new();
-    for i in 0..channels {
-        auths.push(create_channel(t, &format!("bench-s{i}")).await?);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let body: Arc<[u8]> = vec![0x47u8; size].into();
-    let mut tasks = Vec::new();
-    let period = Duration::from_secs(2);
-    for (i, auth) in auths.iter().enumerate() {
-        for p in 0..2 {
-            for r in ["low", "mid", "high"] {
-                let (t, auth, stop, errors, latencies, body) = (
-                    t.clone(),
-                    auth[p].clone(),
-                    stop.clone(),
-                    errors.clone(),
-                    latencies.clone(),
-                    body.clone(),
-                );
-                // Spread the pushes over the period, as independent encoders are.
-                let offset = period.mul_f64(((i * 6 + p * 3 + r.len()) % 97) as f64 / 97.0);
-                tasks.push(tokio::spawn(async move {
-                    tokio::time::sleep(offset).await;
-                    let (mut put, mut get) = (Conn::new(t.addr), Conn::new(t.addr));
-                    let base = format!("/in/bench-s{i}/{p}/live");
-                    let out = format!("/out/bench-s{i}/live/{r}.m3u8");
-                    let mut next = Instant::now();
-                    for k in 0.. {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        // Only pipeline 0 watches the output, so readers and
-                        // watchers are not double-counted.
-                        let res = if p == 0 {
-                            push_and_watch(
-                                &mut put,
-                                &mut get,
-                                &Rendition {
-                                    auth: &auth,
-                                    base_in: &base,
-                                    out_playlist: &out,
-                                    name: r,
-                                },
-                                k,
-                                &body,
-                            )
-                            .await
-                        } else {
-                            push_only(&mut put, &auth, &base, r, k, &body)
-                                .await
-                                .map(|()| Duration::ZERO)
-                        };
-                        match res {
-                            Ok(d) if p == 0 => latencies.lock().await.push(d),
-                            Ok(_) => {}
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        next += period;
-                        tokio::time::sleep_until(next.into()).await;
-                    }
-                }));
-            }
-        }
-        for j in 0..readers {
-            let (t, stop, errors) = (t.clone(), stop.clone(), errors.clone());
-            // Players are not in step: spread their polls over the second,
-            // as the pushes are spread over the segment period.
-            let offset = Duration::from_secs(1).mul_f64(((i * readers + j) % 101) as f64 / 101.0);
-            tasks.push(tokio::spawn(async move {
-                tokio::time::sleep(offset).await;
-                let mut c = Conn::new(t.addr);
-                let mut seen = String::new();
-                while !stop.load(Ordering::Relaxed) {
-                    match c
-                        .request("GET", &format!("/out/bench-s{i}/live/mid.m3u8"), None, b"")
-                        .await
-                    {
-                        Ok(r) if r.status == 200 => {
-                            let text = String::from_utf8_lossy(&r.body).into_owned();
-                            let newest = text
-                                .lines()
-                                .rev()
-                                .find(|l| !l.starts_with('#'))
-                                .filter(|l| *l != seen);
-                            if let Some(last) = newest {
-                                let _ = c
-                                    .request(
-                                        "GET",
-                                        &format!("/out/bench-s{i}/live/{last}"),
-                                        None,
-                                        b"",
-                                    )
-                                    .await;
-                                seen = last.to_owned();
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }));
-        }
-    }
+    let load = Load::start(t, channels, readers, size).await?;
     // Measure after a warm-up period, over the rest of the run.
     let warm = duration.mul_f64(0.3);
     tokio::time::sleep(warm).await;
     let cpu0 = t.pid.and_then(cpu_secs);
-    latencies.lock().await.clear();
+    load.take_latencies().await;
     let t0 = Instant::now();
     tokio::time::sleep(duration.saturating_sub(warm)).await;
     let cpu1 = t.pid.and_then(cpu_secs);
     let wall = t0.elapsed().as_secs_f64();
     let rss = t.pid.and_then(rss_bytes).unwrap_or(0);
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-    }
+    let publish = Percentiles::of(load.take_latencies().await);
+    let errors = load.errors();
+    load.finish().await;
     let cpu_percent = match (cpu0, cpu1) {
         (Some(a), Some(b)) => (b - a) / wall * 100.0,
         _ => f64::NAN,
     };
-    let publish = Percentiles::of(std::mem::take(&mut *latencies.lock().await));
     Ok(ScaleReport {
         channels,
         cpu_percent,
         rss_bytes: rss,
         publish,
-        errors: errors.load(Ordering::Relaxed),
+        errors,
     })
 }
 

@@ -39,13 +39,26 @@ pub enum Payload {
 pub struct Signer {
     credentials: Credentials,
     region: String,
+    service: &'static str,
 }
 
 impl Signer {
+    /// Signs for `mediastore`, as `aws mediastore-data` does.
     pub fn new(access_key: &str, secret_key: &str, region: &str) -> Self {
+        Self::for_service(access_key, secret_key, region, "mediastore")
+    }
+
+    /// Signs for another service name (`s3` for the S3 listener).
+    pub fn for_service(
+        access_key: &str,
+        secret_key: &str,
+        region: &str,
+        service: &'static str,
+    ) -> Self {
         Self {
             credentials: Credentials::new(access_key, secret_key, None, None, "tandem-bench"),
             region: region.to_owned(),
+            service,
         }
     }
 
@@ -78,7 +91,7 @@ impl Signer {
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
-            .name("mediastore")
+            .name(self.service)
             .time(now)
             .settings(settings)
             .build()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_bench::scenarios::{self, Target};
+use tandem_bench::soak;
 use tandem_server::{Server, ServerConfig, SystemClock};
 use tandem_store::LocalStore;
 
@@ -65,6 +66,60 @@ async fn every_scenario_runs_in_smoke_mode() {
             .unwrap()
             .is_finite()
     );
+}
+
+/// The soak, two minutes against an in-process server: every sample is
+/// taken (the server's process, its staging directory, the output's
+/// delay), the archive pair receives its files over S3, nothing fails, and
+/// descriptors and staging stay within their bounds. Memory is not judged
+/// here: the output cache is still filling after two minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soak_runs_two_minutes_in_smoke_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    cfg.mediastore_listen = None;
+    cfg.s3_listen = Some("127.0.0.1:0".parse().unwrap());
+    let store = Arc::new(LocalStore::open(dir.path()).unwrap());
+    let server = Server::bind_with(cfg, store, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let t = Target {
+        addr: server.local_addr().unwrap(),
+        token: server.state().admin_token.clone(),
+        pid: Some(std::process::id()),
+    };
+    let s3 = server.s3_addr();
+    tokio::spawn(server.run(std::future::pending()));
+    let cfg = soak::SoakConfig {
+        channels: 3,
+        readers: 1,
+        size: 20_000,
+        duration: Duration::from_secs(120),
+        every: Duration::from_secs(10),
+        data: Some(dir.path().to_path_buf()),
+        archive_every: Some(Duration::from_secs(10)),
+        s3,
+    };
+    let mut seen = 0;
+    let r = soak::soak(&t, &cfg, |_| seen += 1).await.unwrap();
+    assert_eq!(seen, r.samples.len());
+    assert!(r.samples.len() >= 11, "{:?}", r.samples);
+    assert_eq!(r.errors, 0, "{:?}", r.samples);
+    let last = r.samples.last().unwrap();
+    assert!(
+        last.rss_bytes > 0 && last.fds > 0 && last.threads > 0,
+        "{last:?}"
+    );
+    assert!(
+        last.delay.as_ref().is_some_and(|d| d.samples > 0),
+        "{last:?}"
+    );
+    // Both buckets, every 10 s.
+    assert!(last.archive_files >= 22, "{last:?}");
+    for name in ["open descriptors", "staging entries"] {
+        let tr = r.trends.iter().find(|t| t.name == name).unwrap();
+        assert!(tr.flat, "{tr:?}");
+    }
 }
 
 /// Whether a peer program is installed; a missing one skips loudly, or
