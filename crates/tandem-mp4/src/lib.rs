@@ -18,7 +18,8 @@
 //!   children of a container, and `ftyp`, `moov`, `moof` typed reads.
 //! - [`smooth`]: [`SmoothReader`] (the push, item by item), the Live Server
 //!   Manifest (SMIL: tracks, bitrates, codec private data), `tfxd`, `tfrf`,
-//!   and [`Fragment`].
+//!   and [`Fragment`]; [`with_tfrf`] writes a look-ahead into a fragment
+//!   an origin serves.
 
 pub mod boxes;
 pub mod smooth;
@@ -27,6 +28,6 @@ pub use boxes::{
     BoxError, BoxHeader, BoxReader, BoxReaderConfig, BoxType, FourCc, RawBox, SizeField, Uuid,
 };
 pub use smooth::{
-    Fragment, Item, LiveServerManifest, ManifestError, ManifestTrack, SmoothError, SmoothReader,
-    Tfrf, Tfxd, TrackKind,
+    Fragment, Item, LiveServerManifest, LookaheadError, ManifestError, ManifestTrack, SmoothError,
+    SmoothReader, Tfrf, Tfxd, TrackKind, with_tfrf,
 };

@@ -32,11 +32,13 @@
 //! cut into pieces.
 
 mod fragment;
+pub mod lookahead;
 pub mod manifest;
 pub mod tfrf;
 pub mod tfxd;
 
 pub use fragment::Fragment;
+pub use lookahead::{LookaheadError, with_tfrf};
 pub use manifest::{
     LIVE_SERVER_MANIFEST_UUID, LiveServerManifest, ManifestError, ManifestTrack, TrackKind,
 };
