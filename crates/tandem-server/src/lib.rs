@@ -317,15 +317,10 @@ impl AppState {
                         .loss_after_targets
                         .unwrap_or(defaults.loss_after_targets),
                     dvr_window: self.cfg.smooth_dvr_window,
-                    // Fragments are served as the encoder sent them, and
-                    // ffmpeg's carry no tfrf: clients must refresh the
-                    // manifest rather than wait for look-ahead entries
-                    // (GStreamer's mssdemux aborts on a live fragment
-                    // without tfrf when the count is above 0).
-                    manifest: tandem_smooth::ManifestSettings {
-                        look_ahead_fragment_count: 0,
-                        ..Default::default()
-                    },
+                    // LookAheadFragmentCount 2, as IIS writes it: every
+                    // served fragment carries a tfrf naming the fragments
+                    // that follow it (see output::smooth).
+                    manifest: tandem_smooth::ManifestSettings::default(),
                     ..Default::default()
                 },
                 retention: output::retention::Settings {

@@ -67,6 +67,20 @@ fn fragments(b: &[u8]) -> Vec<(&'static str, u64, Vec<u8>)> {
         .collect()
 }
 
+/// A fragment's `tfxd` duration.
+fn duration_of(frag: &[u8]) -> u64 {
+    let size = u32::from_be_bytes(frag[..4].try_into().unwrap()) as u64;
+    let h = tandem_mp4::BoxHeader {
+        offset: 0,
+        box_type: tandem_mp4::BoxType::FourCc(tandem_mp4::FourCc::MOOF),
+        size,
+        header_len: 8,
+        size_field: tandem_mp4::SizeField::Compact,
+    };
+    let m = tandem_mp4::boxes::MovieFragment::parse(h, &frag[8..size as usize]).unwrap();
+    m.track_fragments[0].tfxd.unwrap().duration
+}
+
 fn chunked(body: &[u8], chunk: usize, end: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for c in body.chunks(chunk) {
@@ -239,7 +253,8 @@ async fn two_pipelines_one_cut_mid_fragment_give_one_whole_output() {
     })
     .await;
     assert!(xml.contains("IsLive=\"TRUE\""), "{xml}");
-    for (name, time, bytes) in frags.iter().filter(|f| f.1 < 1 << 63) {
+    let served: Vec<_> = frags.iter().filter(|f| f.1 < 1 << 63).collect();
+    for (i, (name, time, bytes)) in served.iter().enumerate() {
         let bitrate = if *name == "video" { 150_000 } else { 64_000 };
         let r = s
             .send(
@@ -250,12 +265,31 @@ async fn two_pipelines_one_cut_mid_fragment_give_one_whole_output() {
             )
             .await;
         assert_eq!(r.status, 200, "{name} {time}: {}", r.text());
-        assert_eq!(&r.body, bytes, "{name} {time}: the encoder's moof+mdat");
-        assert!(
-            r.header("cache-control").unwrap().contains("immutable"),
-            "{:?}",
-            r.headers
+        // The encoder's moof+mdat, with a tfrf naming the (up to two)
+        // fragments that follow in this track's output.
+        let ahead: Vec<(u64, u64)> = served[i + 1..]
+            .iter()
+            .filter(|f| f.0 == *name)
+            .take(2)
+            .map(|f| (f.1, duration_of(&f.2)))
+            .collect();
+        let tfrf = tandem_mp4::Tfrf {
+            version: 1,
+            entries: ahead.clone(),
+        };
+        assert_eq!(
+            r.body,
+            tandem_mp4::with_tfrf(bytes, &tfrf).unwrap(),
+            "{name} {time}: the encoder's fragment with the look-ahead {ahead:?}"
         );
+        // Final bytes are immutable; a fragment still waiting for its
+        // successors changes, and is cached as briefly as the manifest.
+        let cache = r.header("cache-control").unwrap();
+        if ahead.len() == 2 {
+            assert!(cache.contains("immutable"), "{name} {time}: {cache}");
+        } else {
+            assert_eq!(cache, "public, max-age=1", "{name} {time}");
+        }
     }
     let r = s
         .send(

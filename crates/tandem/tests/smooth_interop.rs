@@ -261,15 +261,41 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output() {
     assert_eq!(pp["inputs"][1], "lost", "{pp}");
 }
 
+/// The pts of every video buffer the player's video fakesink got, in
+/// seconds, from `gst-launch-1.0 -v` with `silent=false`.
+fn video_pts(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|l| l.contains("vbin") && l.contains("chain"))
+        .filter_map(|l| {
+            let p = l.split("pts: ").nth(1)?.split([',', ')']).next()?;
+            let mut secs = 0.0;
+            for part in p.trim().split(':') {
+                secs = secs * 60.0 + part.parse::<f64>().ok()?;
+            }
+            Some(secs)
+        })
+        .collect()
+}
+
+/// The `Fragments(video=…)` times `mssdemux` downloaded, from its
+/// `adaptivedemux` debug log, in order.
+fn video_fragments_fetched(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("Downloading fragment uri:"))
+        .filter_map(|l| {
+            let t = l.split("Fragments(video=").nth(1)?.split(')').next()?;
+            t.parse().ok()
+        })
+        .collect()
+}
+
 /// GStreamer 1.22's `mssdemux` plays a live manifest only through `tfrf`
-/// look-ahead boxes: with `LookAheadFragmentCount` above 0 it aborts on a
-/// fragment without `tfrf` (an assertion in its fragment parser), with 0
-/// it drops every fragment (its live adapter is never created). Tandem
-/// serves the encoders' fragments unchanged and ffmpeg writes no `tfrf`,
-/// so this does not pass yet: the origin must add `tfrf` to the fragments
-/// it serves, as IIS does (issue 13).
+/// look-ahead boxes: it refuses a live fragment without one (its fragment
+/// parser reports "no tfrf box", then asserts on the next buffer). The
+/// output writes one into every fragment it serves; the player must run
+/// through the kill without an ERROR and render at least 15 s of video,
+/// fetching fragment after fragment as the output advances.
 #[test]
-#[ignore = "mssdemux needs tfrf in live fragments; not served yet (issue 13)"]
 fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
     if !peer("ffmpeg") || !peer("gst-launch-1.0") {
         return;
@@ -279,6 +305,9 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
     let t = Tandem::start(&dir.path().join("data"), &[]);
     let mut encoders = [Some(push(&t, 0, &src)), Some(push(&t, 1, &src))];
     let mut player: Option<(Child, Instant)> = None;
+    // Files, not pipes: with `-v` the player writes a line per buffer, and
+    // a pipe nobody reads until the end would stop it once full.
+    let (out_path, err_path) = (dir.path().join("gst.out"), dir.path().join("gst.err"));
     let w = watch_kill(&t, &mut encoders, |fetched| {
         if player.is_none() && fetched.len() >= 4 {
             let uri = format!("http://{}{MANIFEST}", t.addr);
@@ -288,9 +317,11 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
                     "video-sink=fakesink sync=true silent=false",
                     "audio-sink=fakesink sync=true",
                 ])
+                .env("GST_DEBUG", "adaptivedemux:5")
+                .env("GST_DEBUG_NO_COLOR", "1")
                 .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
+                .stdout(std::fs::File::create(&out_path).unwrap())
+                .stderr(std::fs::File::create(&err_path).unwrap())
                 .spawn()
                 .unwrap();
             player = Some((child, Instant::now()));
@@ -299,55 +330,59 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
     let (mut gst, gst_started) = player.expect("the player started");
     let played_for = gst_started.elapsed();
     let _ = gst.kill();
-    let out = gst.wait_with_output().unwrap();
-    let gst_log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let _ = gst.wait();
+    let gst_out = std::fs::read_to_string(&out_path).unwrap();
+    let gst_err = std::fs::read_to_string(&err_path).unwrap();
     for c in encoders.iter_mut().flatten() {
         let _ = c.kill();
         let _ = c.wait();
     }
     w.assert_kept_advancing();
-    // GStreamer played without an error, at least 15 s of video.
-    assert!(!gst_log.contains("ERROR"), "{gst_log}");
-    let pts: Vec<f64> = gst_log
+    let tail = |s: &str| s.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+    // No ERROR message on the bus, nor in the elements' own log.
+    let errors: Vec<&str> = gst_out
         .lines()
-        .filter(|l| l.contains("fakesink") && l.contains("chain"))
-        .filter_map(|l| {
-            let p = l.split("pts: ").nth(1)?.split([',', ')']).next()?;
-            let mut secs = 0.0;
-            for part in p.trim().split(':') {
-                secs = secs * 60.0 + part.parse::<f64>().ok()?;
-            }
-            Some(secs)
-        })
+        .chain(gst_err.lines())
+        .filter(|l| l.contains("ERROR") || l.contains("CRITICAL"))
+        .take(10)
         .collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    // It rendered at least 15 s of video...
+    let pts = video_pts(&gst_out);
     let span =
         pts.iter().cloned().fold(f64::MIN, f64::max) - pts.iter().cloned().fold(f64::MAX, f64::min);
     assert!(played_for >= Duration::from_secs(16), "{played_for:?}");
     assert!(
         span >= 15.0,
-        "played {span:.1} s of media ({} buffers)\n{}",
+        "played {span:.1} s of video ({} buffers)\n{}",
         pts.len(),
-        gst_log
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
+        tail(&gst_out)
     );
+    // ...from at least 8 consecutive 2 s fragments: the player kept
+    // finding the next fragment as the output grew. (After a manifest
+    // refresh `mssdemux` repositions on its current time and may fetch the
+    // fragment it stood on again, so times are counted once.)
+    let frags: BTreeSet<u64> = video_fragments_fetched(&gst_err).into_iter().collect();
+    assert!(frags.len() >= 8, "fetched {frags:?}\n{}", tail(&gst_err));
+    let times: Vec<u64> = frags.iter().copied().collect();
+    for p in times.windows(2) {
+        assert_eq!(
+            p[1],
+            p[0] + FRAGMENT,
+            "a hole in what was fetched: {times:?}"
+        );
+    }
     let st = status(&t);
     let pp = &st["channels"][0]["publishing_points"][0];
     let c = &pp["counters"];
     eprintln!(
-        "smooth kill test: fragments received per pipeline {}, duplicates dropped {}, fills {}, gaps {}, fragments fetched {}, played {span:.1} s; inputs {}",
+        "smooth kill test: fragments received per pipeline {}, duplicates dropped {}, fills {}, gaps {}, fragments fetched {}, played {span:.1} s of video from {} fragments; inputs {}",
         c["received"],
         c["duplicates"],
         c["fills"],
         c["gaps"],
         w.fetched.len(),
+        frags.len(),
         pp["inputs"]
     );
     assert_eq!(c["gaps"], 0, "{pp}");

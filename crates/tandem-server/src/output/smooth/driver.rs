@@ -126,6 +126,11 @@ impl Driver {
             .min()
     }
 
+    /// `LookAheadFragmentCount`: the `tfrf` entries a served fragment gets.
+    fn look_ahead(&self) -> usize {
+        usize::try_from(self.cfg.manifest.look_ahead_fragment_count).unwrap_or(usize::MAX)
+    }
+
     fn point(&mut self, name: &str) -> &mut SmoothMerge {
         self.points
             .entry(name.to_owned())
@@ -216,7 +221,7 @@ impl Driver {
             };
             self.out.smooth.with_point(&point, |v| {
                 // Unless the time was served again since (a new presentation).
-                if v.fragments.get(&fk) == Some(&key) {
+                if v.fragments.get(&fk).map(|s| &s.key) == Some(&key) {
                     v.fragments.remove(&fk);
                 }
             });
@@ -256,13 +261,15 @@ impl Driver {
                 Event::FragmentAdded {
                     track,
                     time,
+                    duration,
                     storage_key,
                     ..
                 } => {
                     if let Some(k) = key_of(&storage_key) {
-                        self.out
-                            .smooth
-                            .with_point(point, |v| v.fragments.insert(fkey(&track, time), k));
+                        let look_ahead = self.look_ahead();
+                        self.out.smooth.with_point(point, |v| {
+                            v.add(fkey(&track, time), duration, k, look_ahead);
+                        });
                     }
                 }
                 Event::Duplicate {
@@ -363,6 +370,7 @@ impl Driver {
                     });
                 }
                 Event::NewPresentation { event, .. } => {
+                    self.out.smooth.with_point(point, |v| v.close_look_ahead());
                     tracing::info!(channel = %id, point, ?event, "new presentation");
                     record(&self.out, wall, &rendition, "new_presentation", |e, _| {
                         e.to = event;
@@ -381,6 +389,7 @@ impl Driver {
                     });
                 }
                 Event::Ended { .. } => {
+                    self.out.smooth.with_point(point, |v| v.close_look_ahead());
                     tracing::info!(channel = %id, point, "smooth output ended");
                     record(&self.out, wall, &rendition, "ended", |_, _| {});
                 }
@@ -502,13 +511,19 @@ impl Driver {
             let tk = t.key();
             for f in m.timeline(&tk) {
                 if let Some(k) = key_of(&f.storage_key) {
-                    map.push((fkey(&tk, f.time), k));
+                    map.push((fkey(&tk, f.time), f.duration, k));
                 }
             }
         }
-        self.out
-            .smooth
-            .with_point(point, |v| v.fragments.extend(map));
+        let (look_ahead, ended) = (self.look_ahead(), m.is_ended());
+        self.out.smooth.with_point(point, |v| {
+            for (fk, duration, k) in map {
+                v.add(fk, duration, k, look_ahead);
+            }
+            if ended {
+                v.close_look_ahead();
+            }
+        });
     }
 
     /// Schedules the removal of this point's stored fragments that its
