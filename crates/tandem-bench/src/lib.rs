@@ -8,6 +8,8 @@
 //! - [`mediastore`]: MediaStore-style PutObject/GetObject req/s beside
 //!   nginx, and the time to first byte of a STREAMING GET.
 //! - [`sign`]: SigV4 signing (`mediastore`, `s3`) by `aws-sigv4`.
+//! - [`smooth`]: Smooth publishing points at scale, replaying the captured
+//!   ffmpeg push with shifted `tfxd` times: publish delay, CPU, RSS.
 //! - [`soak`]: live load held for a long time, the server's resources
 //!   sampled to show they stay flat.
 //!
@@ -18,4 +20,5 @@ pub mod client;
 pub mod mediastore;
 pub mod scenarios;
 pub mod sign;
+pub mod smooth;
 pub mod soak;

@@ -56,6 +56,17 @@ enum Scenario {
         #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
         bytes: u64,
     },
+    /// Smooth: publishing points × 2 encoders × (3 video + 1 audio)
+    /// streams, a fragment every 2 s, replayed from the captured push.
+    Smooth {
+        #[arg(long, default_value_t = 50)]
+        points: usize,
+        #[arg(long, default_value_t = 240)]
+        seconds: u64,
+        /// The captured ffmpeg push to replay.
+        #[arg(long, default_value = "testdata/smooth/ffmpeg_ismv_push.bin")]
+        capture: std::path::PathBuf,
+    },
     /// RSS per idle channel.
     IdleRss {
         #[arg(long, default_value_t = 200)]
@@ -236,6 +247,20 @@ fn main() -> anyhow::Result<()> {
                     m.put_mb_s,
                     m.get_mb_s
                 );
+            }
+            Scenario::Smooth { points, seconds, capture } => {
+                let bytes = std::fs::read(&capture).with_context(|| format!("cannot read {}", capture.display()))?;
+                let r = tandem_bench::smooth::scale(&t, &bytes, points, Duration::from_secs(seconds)).await?;
+                let mb = |b: u64| b as f64 / 1e6;
+                println!("| points | seconds | fragments sent | MB sent | publish p50 ms | p99 ms | max ms | server CPU (% of one core) | RSS start MB | end MB | max MB | errors | late |");
+                println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+                println!(
+                    "| {} | {:.0} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                    r.points, r.seconds, r.fragments_sent, mb(r.bytes_sent), r.publish.p50_ms, r.publish.p99_ms,
+                    r.publish.max_ms, r.cpu_percent, mb(r.rss_start), mb(r.rss_end), mb(r.rss_max), r.errors, r.late
+                );
+                let trace: Vec<String> = r.rss_trace.iter().map(|(s, b)| format!("{s} s: {:.1}", mb(*b))).collect();
+                println!("\nRSS (MB) every 10 s: {}", trace.join(", "));
             }
             Scenario::IdleRss { channels } => {
                 let per = scenarios::idle_channel_rss(&t, channels).await?;

@@ -60,6 +60,20 @@ async fn every_scenario_runs_in_smoke_mode() {
     );
     assert!(mem.put_mb_s > 0.0 && mem.get_mb_s > 0.0, "{mem:?}");
 
+    let capture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/smooth/ffmpeg_ismv_push.bin"
+    ))
+    .unwrap();
+    let sm = tandem_bench::smooth::scale(&t, &capture, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(sm.errors, 0, "{sm:?}");
+    // Two points × two pipelines × four streams, at least two fragments each.
+    assert!(sm.fragments_sent >= 32, "{sm:?}");
+    assert!(sm.publish.samples >= 2, "{sm:?}");
+    assert!(sm.rss_start > 0 && sm.rss_max >= sm.rss_start, "{sm:?}");
+
     assert!(
         scenarios::idle_channel_rss(&t, 3)
             .await
