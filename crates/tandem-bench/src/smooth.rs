@@ -14,7 +14,9 @@
 //! `sendDelayMs`), so the copy the output names is pipeline 0's.
 //!
 //! Publish delay is timed on each point's audio track: from the last byte
-//! of pipeline 0's fragment written to the socket to the first manifest
+//! of the first copy of a fragment written to the socket (pipeline 0's,
+//! unless the scheduler held it back past the send delay) to the first
+//! manifest
 //! GET whose audio `StreamIndex` reaches that time (polled every 0.5 ms on a
 //! keep-alive connection; the figure is the send time of that GET, an
 //! upper bound within one poll). Server CPU and RSS come from /proc.
@@ -232,7 +234,7 @@ pub async fn scale(
         let (tx, rx) = mpsc::unbounded_channel::<(u64, Instant)>();
         for p in 0..2usize {
             for (k, tpl) in templates.iter().enumerate() {
-                let tx = (p == 0 && tpl.name == "audio").then(|| tx.clone());
+                let tx = (tpl.name == "audio").then(|| tx.clone());
                 let (templates, auth, errors, sent, bytes, addr) = (
                     templates.clone(),
                     auth[p].clone(),
@@ -408,7 +410,14 @@ async fn watch(
 ) -> anyhow::Result<()> {
     let mut c = Conn::new(addr);
     let path = format!("/out/bench-sm{i}/live.isml/Manifest");
+    // Both pipelines report their audio fragments; the first copy of a
+    // time starts the clock, the second is ignored.
+    let mut timed = 0u64;
     while let Some((time, sent)) = rx.recv().await {
+        if time < timed {
+            continue;
+        }
+        timed = time + 1;
         let give_up = sent + Duration::from_secs(5);
         loop {
             let r = c.request("GET", &path, None, b"").await?;
