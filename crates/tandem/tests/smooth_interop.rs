@@ -309,7 +309,7 @@ fn two_ffmpeg_pushes_one_killed_serve_one_smooth_output_that_mssdemux_plays() {
     // a pipe nobody reads until the end would stop it once full.
     let (out_path, err_path) = (dir.path().join("gst.out"), dir.path().join("gst.err"));
     let w = watch_kill(&t, &mut encoders, |fetched| {
-        if player.is_none() && fetched.len() >= 4 {
+        if player.is_none() && fetched.len() >= 2 {
             let uri = format!("http://{}{MANIFEST}", t.addr);
             let child = Command::new("gst-launch-1.0")
                 .args(["-v", "playbin", &format!("uri={uri}")])
