@@ -82,7 +82,10 @@ impl DigestAuth {
     pub fn header(&mut self, method: &str, uri: &str) -> Option<String> {
         let c = self.challenge.as_ref()?;
         self.nc += 1;
-        self.cnonce = self.cnonce.wrapping_mul(6364136223846793005).wrapping_add(1);
+        self.cnonce = self
+            .cnonce
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1);
         let h = |s: String| -> String {
             if c.sha256 {
                 hex(&Sha256::digest(s.as_bytes()))

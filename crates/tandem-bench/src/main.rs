@@ -258,7 +258,15 @@ fn chaos(
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Scenario::Chaos { points, seed, tandem, data, min_kill_ms, max_kill_ms } = cli.command {
+    if let Scenario::Chaos {
+        points,
+        seed,
+        tandem,
+        data,
+        min_kill_ms,
+        max_kill_ms,
+    } = cli.command
+    {
         return chaos(points, seed, tandem, data, (min_kill_ms, max_kill_ms));
     }
     let Some(token) = cli.token else {

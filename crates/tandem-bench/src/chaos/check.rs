@@ -64,10 +64,7 @@ fn staging(data: &Path, restarted: SystemTime, point: usize, f: &mut Found) {
             f.add(
                 Invariant::Staging,
                 point,
-                format!(
-                    "{} left over from before the restart",
-                    e.path().display()
-                ),
+                format!("{} left over from before the restart", e.path().display()),
             );
         }
     }
@@ -114,7 +111,8 @@ async fn objects(
 ) -> anyhow::Result<()> {
     let (mut auth, signers, touched, all) = with(w, |w| {
         let auth = [0, 1].map(|p| DigestAuth::new(&w.inputs[p].0, &w.inputs[p].1));
-        let signers = [0, 1].map(|b| Signer::for_service(&w.keys[b].0, &w.keys[b].1, &w.region, "s3"));
+        let signers =
+            [0, 1].map(|b| Signer::for_service(&w.keys[b].0, &w.keys[b].1, &w.region, "s3"));
         let all: Vec<String> = w.ledger.keys().map(str::to_owned).collect();
         (auth, signers, w.ledger.take_touched(), all)
     });
@@ -204,13 +202,21 @@ async fn definitions(w: &Shared, srv: &Process, point: usize, f: &mut Found) -> 
                     load::channel_canon(&v)
                 };
                 if canon.is_none() {
-                    f.add(Invariant::Definitions, point, format!("{id}: unreadable definition {v}"));
+                    f.add(
+                        Invariant::Definitions,
+                        point,
+                        format!("{id}: unreadable definition {v}"),
+                    );
                     continue;
                 }
                 canon
             }
             s => {
-                f.add(Invariant::Definitions, point, format!("GET {path}: HTTP {s}"));
+                f.add(
+                    Invariant::Definitions,
+                    point,
+                    format!("GET {path}: HTTP {s}"),
+                );
                 continue;
             }
         };
@@ -236,16 +242,32 @@ async fn definitions(w: &Shared, srv: &Process, point: usize, f: &mut Found) -> 
             let status = if archive {
                 let mut s3 = Conn::new(srv.s3);
                 let signer = Signer::for_service(user, secret, &region, "s3");
-                load::s3_request(&mut s3, &signer, "GET", &format!("/{id}-{p}?list-type=2"), b"")
-                    .await?
-                    .status
+                load::s3_request(
+                    &mut s3,
+                    &signer,
+                    "GET",
+                    &format!("/{id}-{p}?list-type=2"),
+                    b"",
+                )
+                .await?
+                .status
             } else {
                 let mut auth = DigestAuth::new(user, secret);
-                auth.request(&mut conn, "GET", &format!("/in/{id}/{p}/chaos-probe.ts"), &[], b"")
-                    .await?
-                    .status
+                auth.request(
+                    &mut conn,
+                    "GET",
+                    &format!("/in/{id}/{p}/chaos-probe.ts"),
+                    &[],
+                    b"",
+                )
+                .await?
+                .status
             };
-            let good = if archive { status == 200 } else { status == 404 || status == 200 };
+            let good = if archive {
+                status == 200
+            } else {
+                status == 404 || status == 200
+            };
             if !good {
                 f.add(
                     Invariant::Definitions,
@@ -260,7 +282,8 @@ async fn definitions(w: &Shared, srv: &Process, point: usize, f: &mut Found) -> 
 
 fn resolve(dir: &str, uri: &str) -> String {
     if let Some((_, rest)) = uri.split_once("://") {
-        rest.find('/').map_or("/".to_owned(), |i| rest[i..].to_owned())
+        rest.find('/')
+            .map_or("/".to_owned(), |i| rest[i..].to_owned())
     } else if uri.starts_with('/') {
         uri.to_owned()
     } else {
@@ -273,7 +296,9 @@ fn resolve(dir: &str, uri: &str) -> String {
 async fn output(w: &Shared, srv: &Process, point: usize, f: &mut Found) -> anyhow::Result<()> {
     let before = with(w, |w| w.output_msn);
     let path = format!("/out/{CHANNEL}/{PLAYLIST}");
-    let dir = path.rsplit_once('/').map_or("/".to_owned(), |(d, _)| format!("{d}/"));
+    let dir = path
+        .rsplit_once('/')
+        .map_or("/".to_owned(), |(d, _)| format!("{d}/"));
     let mut conn = Conn::new(srv.http);
     let deadline = Instant::now() + OUTPUT_WAIT;
     let r = loop {
@@ -289,7 +314,10 @@ async fn output(w: &Shared, srv: &Process, point: usize, f: &mut Found) -> anyho
             f.add(
                 Invariant::Output,
                 point,
-                format!("GET {path}: HTTP {} after the restart (served before it)", r.status),
+                format!(
+                    "GET {path}: HTTP {} after the restart (served before it)",
+                    r.status
+                ),
             );
         }
         return Ok(());
@@ -298,7 +326,11 @@ async fn output(w: &Shared, srv: &Process, point: usize, f: &mut Found) -> anyho
     let pl = match tandem_hls::playlist::parse_media(&text) {
         Ok(pl) => pl,
         Err(e) => {
-            f.add(Invariant::Output, point, format!("{path} does not parse: {e}\n{text}"));
+            f.add(
+                Invariant::Output,
+                point,
+                format!("{path} does not parse: {e}\n{text}"),
+            );
             return Ok(());
         }
     };
@@ -315,7 +347,10 @@ async fn output(w: &Shared, srv: &Process, point: usize, f: &mut Found) -> anyho
         );
     }
     with(w, |w| {
-        w.output_msn = Some(w.output_msn.map_or(pl.media_sequence, |m| m.max(pl.media_sequence)));
+        w.output_msn = Some(
+            w.output_msn
+                .map_or(pl.media_sequence, |m| m.max(pl.media_sequence)),
+        );
     });
     for seg in &pl.segments {
         let url = resolve(&dir, &seg.uri);

@@ -47,7 +47,9 @@ impl Invariant {
             Self::Acknowledged => "acknowledged objects present with exactly their bytes",
             Self::OnlyWhole => "no object visible unless whole",
             Self::Staging => "staging/ holds nothing older than the restart",
-            Self::Definitions => "channels and archive pairs keep their definitions and credentials",
+            Self::Definitions => {
+                "channels and archive pairs keep their definitions and credentials"
+            }
             Self::Output => "output playlists parse, never go back, name readable segments",
             Self::Restart => "the server restarts",
         }
@@ -200,10 +202,7 @@ impl Ledger {
         let ks = self.keys.entry(key.to_owned()).or_default();
         let ok = match found {
             Observed::State(s) => ks.allowed.contains(s),
-            Observed::Size(n) => ks
-                .allowed
-                .iter()
-                .any(|a| a.as_ref().map(|b| b.len) == *n),
+            Observed::Size(n) => ks.allowed.iter().any(|a| a.as_ref().map(|b| b.len) == *n),
             Observed::Unreadable(_) => false,
         };
         let violation = (!ok).then(|| {
@@ -357,7 +356,8 @@ mod tests {
         let v = l.check("j", &Observed::State(b("answere")), 1).unwrap();
         assert_eq!(v.invariant, Invariant::Acknowledged, "{v:?}");
         assert_eq!(
-            l.check("j", &Observed::Size(Some(7)), 2).map(|v| v.invariant),
+            l.check("j", &Observed::Size(Some(7)), 2)
+                .map(|v| v.invariant),
             None,
             "the truncated state was seen and is now the key's state"
         );

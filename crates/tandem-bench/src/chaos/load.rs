@@ -123,7 +123,16 @@ pub async fn pipeline(w: Shared, addr: SocketAddr, p: usize, mut rng: Rng) -> an
             k
         });
         let seg = ts_body(&mut rng, 8, 120);
-        if upload(&w, &mut conn, &mut auth, p, &format!("live/seg{k}.ts"), &seg).await? {
+        if upload(
+            &w,
+            &mut conn,
+            &mut auth,
+            p,
+            &format!("live/seg{k}.ts"),
+            &seg,
+        )
+        .await?
+        {
             with(&w, |w| {
                 w.window[p].push(k);
                 let n = w.window[p].len();
@@ -246,7 +255,10 @@ fn query_escape(s: &str) -> String {
 pub async fn archive(w: Shared, addr: SocketAddr, b: usize, mut rng: Rng) -> anyhow::Result<()> {
     let (signer, bucket) = with(&w, |w| {
         let (ak, sk) = &w.keys[b];
-        (Signer::for_service(ak, sk, &w.region, "s3"), format!("{ARCHIVE}-{b}"))
+        (
+            Signer::for_service(ak, sk, &w.region, "s3"),
+            format!("{ARCHIVE}-{b}"),
+        )
     });
     let mut conn = Conn::new(addr);
     loop {
@@ -291,10 +303,7 @@ async fn multipart(
     let r = s3_request(conn, signer, "POST", &format!("{path}?uploads"), b"").await?;
     let text = String::from_utf8_lossy(&r.body).into_owned();
     let Some(upload) = xml_field(&text, "UploadId").filter(|_| r.status == 200) else {
-        bail!(
-            "CreateMultipartUpload {path}: HTTP {} {text}",
-            r.status
-        );
+        bail!("CreateMultipartUpload {path}: HTTP {} {text}", r.status);
     };
     let upload = query_escape(upload);
     let mut xml = String::from("<CompleteMultipartUpload>");
@@ -397,11 +406,21 @@ pub async fn api(
 
 /// Control-API churn: a channel created, its retention patched, deleted;
 /// an archive pair created and deleted; then the next of each.
-pub async fn control(w: Shared, addr: SocketAddr, token: String, mut rng: Rng) -> anyhow::Result<()> {
+pub async fn control(
+    w: Shared,
+    addr: SocketAddr,
+    token: String,
+    mut rng: Rng,
+) -> anyhow::Result<()> {
     let mut conn = Conn::new(addr);
     loop {
         let (n, step, astep, canon) = with(&w, |w| {
-            (w.churn_n, w.churn_step, w.churn_archive_step, w.churn_channel.clone())
+            (
+                w.churn_n,
+                w.churn_step,
+                w.churn_archive_step,
+                w.churn_channel.clone(),
+            )
         });
         let ch = format!("chaos-c{n}");
         let arc = format!("chaos-x{n}");
@@ -526,7 +545,10 @@ pub async fn watch_output(w: Shared, addr: SocketAddr) -> anyhow::Result<()> {
             && let Ok(pl) = tandem_hls::playlist::parse_media(text)
         {
             with(&w, |w| {
-                w.output_msn = Some(w.output_msn.map_or(pl.media_sequence, |m| m.max(pl.media_sequence)));
+                w.output_msn = Some(
+                    w.output_msn
+                        .map_or(pl.media_sequence, |m| m.max(pl.media_sequence)),
+                );
             });
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

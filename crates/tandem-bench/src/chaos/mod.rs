@@ -24,8 +24,8 @@ use anyhow::{Context, bail};
 pub use ledger::{Invariant, Violation};
 use load::{ARCHIVE, CHANNEL, RETENTION_SECS, World, with};
 use rng::Rng;
-pub use server::default_binary;
 use server::Process;
+pub use server::default_binary;
 
 use crate::client::Conn;
 
@@ -57,7 +57,10 @@ pub struct Report {
 impl Report {
     /// The violations of one invariant.
     pub fn of(&self, inv: Invariant) -> usize {
-        self.violations.iter().filter(|v| v.invariant == inv).count()
+        self.violations
+            .iter()
+            .filter(|v| v.invariant == inv)
+            .count()
     }
 
     /// The summary line, the command's last.
@@ -96,7 +99,8 @@ fn fail(status: u16, body: &[u8], what: &str) -> anyhow::Error {
 /// Creates the campaign's channel and archive pair on the first server.
 async fn setup(srv: &Process) -> anyhow::Result<World> {
     let mut conn = Conn::new(srv.http);
-    let body = format!("{{\"id\":\"{CHANNEL}\",\"retention\":{{\"input_secs\":{RETENTION_SECS}}}}}");
+    let body =
+        format!("{{\"id\":\"{CHANNEL}\",\"retention\":{{\"input_secs\":{RETENTION_SECS}}}}}");
     let r = load::api(&mut conn, &srv.token, "POST", "/api/v1/channels", &body).await?;
     if r.status != 201 {
         return Err(fail(r.status, &r.body, "creating the campaign's channel"));
@@ -111,7 +115,11 @@ async fn setup(srv: &Process) -> anyhow::Result<World> {
     )
     .await?;
     if r.status != 201 {
-        return Err(fail(r.status, &r.body, "creating the campaign's archive pair"));
+        return Err(fail(
+            r.status,
+            &r.body,
+            "creating the campaign's archive pair",
+        ));
     }
     let arc: serde_json::Value = serde_json::from_slice(&r.body)?;
     let input = |p: usize| -> anyhow::Result<(String, String)> {
@@ -124,8 +132,14 @@ async fn setup(srv: &Process) -> anyhow::Result<World> {
     let key = |p: usize| -> anyhow::Result<(String, String)> {
         let d = &arc["destinations"][p];
         Ok((
-            d["access_key_id"].as_str().context("access key")?.to_owned(),
-            d["secret_access_key"].as_str().context("secret")?.to_owned(),
+            d["access_key_id"]
+                .as_str()
+                .context("access key")?
+                .to_owned(),
+            d["secret_access_key"]
+                .as_str()
+                .context("secret")?
+                .to_owned(),
         ))
     };
     let mut w = World {
@@ -182,14 +196,19 @@ pub async fn run(cfg: &Config, mut progress: impl FnMut(usize, &Report)) -> anyh
     let w = Arc::new(Mutex::new(setup(&srv).await?));
     for point in 1..=cfg.points {
         let span = cfg.kill_after.end.saturating_sub(cfg.kill_after.start);
-        let kill_after = cfg.kill_after.start
-            + Duration::from_micros(rng.below(span.as_micros().max(1) as u64));
+        let kill_after =
+            cfg.kill_after.start + Duration::from_micros(rng.below(span.as_micros().max(1) as u64));
         let tasks = vec![
             tokio::spawn(load::pipeline(w.clone(), srv.http, 0, rng.fork(1))),
             tokio::spawn(load::pipeline(w.clone(), srv.http, 1, rng.fork(2))),
             tokio::spawn(load::archive(w.clone(), srv.s3, 0, rng.fork(3))),
             tokio::spawn(load::archive(w.clone(), srv.s3, 1, rng.fork(4))),
-            tokio::spawn(load::control(w.clone(), srv.http, srv.token.clone(), rng.fork(5))),
+            tokio::spawn(load::control(
+                w.clone(),
+                srv.http,
+                srv.token.clone(),
+                rng.fork(5),
+            )),
             tokio::spawn(load::watch_output(w.clone(), srv.http)),
         ];
         tokio::time::sleep(kill_after).await;

@@ -34,8 +34,18 @@ mod tests {
 
     #[test]
     fn a_seed_repeats_its_sequence() {
-        let a: Vec<u64> = (0..5).map({ let mut r = Rng::new(7); move |_| r.below(1000) }).collect();
-        let b: Vec<u64> = (0..5).map({ let mut r = Rng::new(7); move |_| r.below(1000) }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.below(1000)
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.below(1000)
+            })
+            .collect();
         assert_eq!(a, b);
         assert!(a.iter().all(|&x| x < 1000));
     }
