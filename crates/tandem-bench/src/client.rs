@@ -66,6 +66,8 @@ pub struct Head {
     pub close: bool,
     /// The header lines, lowercased.
     lower: String,
+    /// The header lines as received.
+    raw: String,
 }
 
 impl Head {
@@ -75,6 +77,19 @@ impl Head {
             let (k, v) = l.split_once(':')?;
             (k.trim() == name).then(|| v.trim())
         })
+    }
+
+    /// Every value of header `name` (lowercase), with its case kept (a
+    /// Digest nonce is case-sensitive).
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.lower
+            .lines()
+            .zip(self.raw.lines())
+            .filter_map(move |(l, r)| {
+                let (k, _) = l.split_once(':')?;
+                let (_, v) = r.split_once(':')?;
+                (k.trim() == name).then(|| v.trim())
+            })
     }
 }
 
@@ -127,6 +142,7 @@ fn parse_head(raw: &[u8], method: &str) -> anyhow::Result<Head> {
         framing: Framing::UntilClose,
         close: false,
         lower,
+        raw: text.into_owned(),
     };
     let chunked = head
         .field("transfer-encoding")

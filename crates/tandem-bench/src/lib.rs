@@ -12,11 +12,16 @@
 //!   ffmpeg push with shifted `tfxd` times: publish delay, CPU, RSS.
 //! - [`soak`]: live load held for a long time, the server's resources
 //!   sampled to show they stay flat.
+//! - [`digest`]: an HTTP Digest client (RFC 7616), as WebDAV encoders sign.
+//! - [`chaos`]: kill points: `tandem serve` under load, SIGKILL at a
+//!   seeded moment, restarted and checked against its promises.
 //!
-//! Everything targets a server given by URL and admin token; every loop is
-//! bounded in count and time.
+//! Everything but `chaos` targets a server given by URL and admin token;
+//! `chaos` starts its own. Every loop is bounded in count and time.
 
+pub mod chaos;
 pub mod client;
+pub mod digest;
 pub mod mediastore;
 pub mod scenarios;
 pub mod sign;

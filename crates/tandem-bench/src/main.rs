@@ -20,9 +20,10 @@ struct Cli {
     /// Tandem's base URL (plain HTTP, loopback).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
-    /// The admin token.
+    /// The admin token (every scenario but `chaos`, which starts its own
+    /// server).
     #[arg(long, env = "TANDEM_TOKEN")]
-    token: String,
+    token: Option<String>,
     /// The server's pid, for CPU and memory accounting.
     #[arg(long)]
     pid: Option<u32>,
@@ -32,6 +33,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Kill points: starts `tandem serve` on a data directory on disk,
+    /// loads it (HLS by PUT and WebDAV, S3 multipart, control API), kills it
+    /// with SIGKILL at a seeded random moment, restarts it and checks its
+    /// promises; N times. Exits non-zero on any violation.
+    Chaos {
+        #[arg(long, default_value_t = 1000)]
+        points: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The `tandem` binary (default: the one beside tandem-bench).
+        #[arg(long)]
+        tandem: Option<std::path::PathBuf>,
+        /// Where to keep the data directory and the server's log (on disk;
+        /// default: a new directory under the system's temporary directory,
+        /// removed after a run without violations).
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
+        /// The kill comes between these many milliseconds after the load
+        /// starts, uniformly.
+        #[arg(long, default_value_t = 30)]
+        min_kill_ms: u64,
+        #[arg(long, default_value_t = 800)]
+        max_kill_ms: u64,
+    },
     /// Scenario 3: last byte of a segment PUT → segment named by the output.
     Latency {
         #[arg(long, default_value_t = 10_000)]
@@ -186,8 +211,78 @@ impl MsArgs {
     }
 }
 
+fn chaos(
+    points: usize,
+    seed: u64,
+    tandem: Option<std::path::PathBuf>,
+    data: Option<std::path::PathBuf>,
+    kill_ms: (u64, u64),
+) -> anyhow::Result<()> {
+    use tandem_bench::chaos;
+    let tandem = match tandem {
+        Some(t) => t,
+        None => chaos::default_binary()?,
+    };
+    let (data, temporary) = match data {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("tandem-chaos-{}-{seed}", std::process::id())),
+            true,
+        ),
+    };
+    if kill_ms.1 <= kill_ms.0 {
+        anyhow::bail!("--max-kill-ms must be above --min-kill-ms");
+    }
+    let cfg = chaos::Config {
+        points,
+        seed,
+        tandem,
+        data: data.clone(),
+        kill_after: Duration::from_millis(kill_ms.0)..Duration::from_millis(kill_ms.1),
+        env: Vec::new(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(chaos::run(&cfg, |point, r| {
+        if point % 10 == 0 || point == points {
+            eprintln!(
+                "point {point}/{points}: {} objects checked, {} violations, {:.1} s",
+                r.objects_checked,
+                r.violations.len(),
+                r.elapsed.as_secs_f64()
+            );
+        }
+    }))?;
+    println!("{}", report.render());
+    if report.violations.is_empty() {
+        if temporary {
+            let _ = std::fs::remove_dir_all(&data);
+        }
+        Ok(())
+    } else {
+        eprintln!("data directory and server log kept in {}", data.display());
+        std::process::exit(1);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Chaos {
+        points,
+        seed,
+        tandem,
+        data,
+        min_kill_ms,
+        max_kill_ms,
+    } = cli.command
+    {
+        return chaos(points, seed, tandem, data, (min_kill_ms, max_kill_ms));
+    }
+    let Some(token) = cli.token else {
+        anyhow::bail!("--token (or TANDEM_TOKEN) is needed: the server's admin token");
+    };
     let authority = cli
         .server
         .trim_start_matches("http://")
@@ -197,7 +292,7 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("--server {}: expected http://IP:PORT", cli.server))?;
     let t = Target {
         addr,
-        token: cli.token,
+        token,
         pid: cli.pid,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -206,6 +301,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
+            Scenario::Chaos { .. } => {}
             Scenario::Latency { segments, size } => {
                 let p = scenarios::publish_latency(&t, segments, size).await?;
                 println!("| publish latency | {} segments of {size} B | p50 {:.2} ms | p99 {:.2} ms | max {:.2} ms |", p.samples, p.p50_ms, p.p99_ms, p.max_ms);

@@ -463,6 +463,10 @@ impl Server {
         let data = DataDir::new(cfg.data_dir.clone());
         data.create()?;
         let store: Arc<dyn Store> = Arc::new(LocalStore::open(data.root())?);
+        // Test builds only (feature `fault-injection`): a store that breaks
+        // publication on purpose when TANDEM_FAULT_INJECT says so.
+        #[cfg(feature = "fault-injection")]
+        let store = tandem_store::fault::from_env(store);
         Self::bind_with(cfg, store, Arc::new(SystemClock)).await
     }
 

@@ -14,7 +14,11 @@
 //!
 //! - [`local`]: a directory on the local file system (the default).
 //! - [`memory`]: an in-memory store with an optional capacity, for tests.
+//! - `fault` (feature `fault-injection`, test builds only): a store that
+//!   breaks publication on purpose, to prove the crash campaign notices.
 
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod local;
 pub mod memory;
 
@@ -28,7 +32,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tandem_core::ObjectPath;
 
-pub use local::{LocalStore, Space, space};
+pub use local::{LocalStore, Space, on_memory_fs, space};
 pub use memory::MemoryStore;
 
 /// A boxed, sendable future, so the store can be used as `dyn Store`.

@@ -60,7 +60,7 @@ const TMPFS_MAGIC: i64 = 0x0102_1994;
 const RAMFS_MAGIC: i64 = 0x8584_58f6;
 
 /// Whether `dir` is on a file system held in memory.
-fn on_memory_fs(dir: &Path) -> bool {
+pub fn on_memory_fs(dir: &Path) -> bool {
     rustix::fs::statfs(dir)
         .map(|s| {
             // f_type's integer type differs between targets.
