@@ -198,7 +198,7 @@ struct Flow {
     logs: [LogLimit; 2],
     started: Instant,
     last_rate: Option<(Instant, [u64; 2], u64)>,
-    switch_up: [bool; 2],
+    switch_lost: [bool; 2],
 }
 
 fn interface_v4(spec: &FlowSpec) -> Option<Ipv4Addr> {
@@ -338,7 +338,7 @@ pub fn start(
                     logs: Default::default(),
                     started: now,
                     last_rate: None,
-                    switch_up: [false; 2],
+                    switch_lost: [false; 2],
                 };
                 flow.run(stop_rx).await;
             });
@@ -652,7 +652,6 @@ impl Flow {
                 from, to, reason, ..
             } => {
                 tracing::info!(flow = %self.id, from = ?from.map(|p| p.index()), to = to.index(), reason = reason.as_str(), "udp flow switched legs");
-                self.switch_up[to.index()] = true;
                 Some(FlowEvent::Switched {
                     from,
                     to,
@@ -662,7 +661,7 @@ impl Flow {
             SwitchEvent::LegLost {
                 leg, last_datagram, ..
             } => {
-                self.switch_up[leg.index()] = false;
+                self.switch_lost[leg.index()] = true;
                 Some(FlowEvent::LegLost {
                     leg,
                     silent_ms: now.saturating_duration_since(last_datagram).as_millis() as u64,
@@ -671,7 +670,7 @@ impl Flow {
             SwitchEvent::LegRestored {
                 leg, silent_for, ..
             } => {
-                self.switch_up[leg.index()] = true;
+                self.switch_lost[leg.index()] = false;
                 Some(FlowEvent::LegRestored {
                     leg,
                     silent_ms: silent_for.as_millis() as u64,
@@ -797,7 +796,7 @@ impl Flow {
                     l.bytes = lc.bytes;
                     l.invalid = lc.invalid;
                     l.continuity_errors = lc.continuity_errors;
-                    l.up = self.switch_up[leg.index()];
+                    l.up = lc.datagrams > 0 && !self.switch_lost[leg.index()];
                 }
                 s.output.packets = c.output_datagrams;
                 s.output.bytes = c.output_bytes;

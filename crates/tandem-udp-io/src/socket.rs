@@ -64,9 +64,12 @@ pub fn open_receiver(leg: &LegAddr, interface: Option<Ipv4Addr>) -> Result<Recei
     let open = |source| SocketError::Open { addr, source };
     let domain = Domain::for_address(addr);
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(open)?;
-    // Several flows (or a restart racing the old socket) may receive a
-    // group on one port; each binds the group address.
-    s.set_reuse_address(true).map_err(open)?;
+    // Several flows may receive one group on one port (each binds the
+    // group address). A unicast port is never shared: the kernel would
+    // split its datagrams between the sockets.
+    if addr.ip().is_multicast() {
+        s.set_reuse_address(true).map_err(open)?;
+    }
     if let Err(e) = s.set_recv_buffer_size(RECV_BUFFER) {
         tracing::warn!(leg = %leg, error = %e, "cannot set the receive buffer size");
     }

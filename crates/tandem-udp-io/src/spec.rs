@@ -251,7 +251,6 @@ pub const DEFAULT_SKEW_MS: u64 = 50;
 
 /// A UDP flow as stored and as the API takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FlowSpec {
     pub id: String,
     pub mode: Mode,
