@@ -31,6 +31,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 use crate::batch::{Arena, RecvBatch, SendBatch};
+use crate::replay::SwitchReplay;
 use crate::socket::{SocketError, open_receiver, open_sender};
 use crate::spec::{FlowSpec, LegAddr, Mode, SpecError, Target, TargetKind};
 use crate::status::{FlowEvent, FlowStatus};
@@ -199,6 +200,8 @@ struct Flow {
     started: Instant,
     last_rate: Option<(Instant, [u64; 2], u64)>,
     switch_lost: [bool; 2],
+    replay: SwitchReplay,
+    replayed_bytes: u64,
 }
 
 fn interface_v4(spec: &FlowSpec) -> Option<Ipv4Addr> {
@@ -339,6 +342,8 @@ pub fn start(
                     started: now,
                     last_rate: None,
                     switch_lost: [false; 2],
+                    replay: SwitchReplay::default(),
+                    replayed_bytes: 0,
                 };
                 flow.run(stop_rx).await;
             });
@@ -352,6 +357,28 @@ pub fn start(
         stop: Some(stop_tx),
         done: Some(done_rx),
     })
+}
+
+/// Queues a TS datagram of a switch flow, counting the output's
+/// continuity errors per PID.
+fn emit_ts(
+    out: &mut Vec<Out>,
+    cc: &mut ContinuityCounters,
+    status: &mut crate::status::OutputStatus,
+    datagram: Bytes,
+) {
+    if let Ok(ts) = TsDatagram::parse(datagram.clone()) {
+        for p in ts.packets().flatten() {
+            if let tandem_udp::Continuity::Error { .. } = cc.on_packet(&p) {
+                status.continuity_errors += 1;
+                *status.continuity_errors_by_pid.entry(p.pid()).or_default() += 1;
+            }
+        }
+    }
+    out.push(Out {
+        payload: datagram.clone(),
+        datagram,
+    });
 }
 
 async fn readable(s: Option<&Input>) {
@@ -464,9 +491,12 @@ impl Flow {
         let Some(input) = self.inputs.get_mut(idx) else {
             return;
         };
-        let (leg, kind) = (input.leg, input.kind);
+        let (leg, kind, count) = (input.leg, input.kind, input.batch.len());
         let li = leg.index();
-        for i in 0..input.batch.len() {
+        for i in 0..count {
+            let Some(input) = self.inputs.get_mut(idx) else {
+                return;
+            };
             let Some((data, meta)) = input.batch.get(i) else {
                 break;
             };
@@ -504,7 +534,15 @@ impl Flow {
             match (&mut self.engine, kind) {
                 (Engine::Merge(m), Kind::Media) => m.on_packet(now, leg, bytes),
                 (Engine::Merge(m), Kind::Fec) => m.on_fec(now, leg, bytes),
-                (Engine::Switch(s), _) => s.on_datagram(now, leg, bytes),
+                (Engine::Switch(s), _) => {
+                    s.on_datagram(now, leg, bytes.clone());
+                    // The switch's decision for this datagram first, so
+                    // that a replay never repeats it.
+                    self.drain();
+                    if TsDatagram::parse(bytes.clone()).is_ok() {
+                        self.replay.on_datagram(leg, &bytes);
+                    }
+                }
             }
         }
         // Forward what this batch released before the next one arrives.
@@ -525,29 +563,23 @@ impl Flow {
                     });
                 }
             }
-            Engine::Switch(s) => {
-                while let Some(d) = s.poll_output() {
-                    if let Ok(ts) = TsDatagram::parse(d.datagram.clone()) {
-                        for p in ts.packets().flatten() {
-                            if let tandem_udp::Continuity::Error { expected, found } =
-                                self.output_cc.on_packet(&p)
-                            {
-                                let _ = (expected, found);
-                                self.local.output.continuity_errors += 1;
-                                *self
-                                    .local
-                                    .output
-                                    .continuity_errors_by_pid
-                                    .entry(p.pid())
-                                    .or_default() += 1;
-                            }
-                        }
-                    }
-                    self.out.push(Out {
-                        datagram: d.datagram.clone(),
-                        payload: d.datagram,
-                    });
+            Engine::Switch(_) => {
+                // Events first: a switch's replay goes before what the
+                // new leg delivers next.
+                self.events();
+                while let Some(d) = match &mut self.engine {
+                    Engine::Switch(s) => s.poll_output(),
+                    Engine::Merge(_) => None,
+                } {
+                    self.replay.on_output(&d.datagram);
+                    emit_ts(
+                        &mut self.out,
+                        &mut self.output_cc,
+                        &mut self.local.output,
+                        d.datagram,
+                    );
                 }
+                return;
             }
         }
         self.events();
@@ -651,6 +683,23 @@ impl Flow {
             SwitchEvent::Switched {
                 from, to, reason, ..
             } => {
+                if from.is_some() {
+                    let mut n = 0u64;
+                    for d in self.replay.on_switch(to) {
+                        n += 1;
+                        self.replayed_bytes += d.len() as u64;
+                        emit_ts(
+                            &mut self.out,
+                            &mut self.output_cc,
+                            &mut self.local.output,
+                            d,
+                        );
+                    }
+                    self.local.output.replayed += n;
+                    if let Some(last) = self.out.last() {
+                        self.replay.on_output(&last.datagram.clone());
+                    }
+                }
                 tracing::info!(flow = %self.id, from = ?from.map(|p| p.index()), to = to.index(), reason = reason.as_str(), "udp flow switched legs");
                 Some(FlowEvent::Switched {
                     from,
@@ -798,8 +847,8 @@ impl Flow {
                     l.continuity_errors = lc.continuity_errors;
                     l.up = lc.datagrams > 0 && !self.switch_lost[leg.index()];
                 }
-                s.output.packets = c.output_datagrams;
-                s.output.bytes = c.output_bytes;
+                s.output.packets = c.output_datagrams + s.output.replayed;
+                s.output.bytes = c.output_bytes + self.replayed_bytes;
                 s.output.switches = c.switches;
                 s.output.active_leg = sw.active().map(|p| p.index());
             }

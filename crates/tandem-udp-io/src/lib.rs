@@ -12,10 +12,12 @@
 //! - [`socket`]: receive sockets (SO_RCVBUF, ASM and SSM joins) and the send socket.
 //! - [`batch`]: `recvmmsg`/`sendmmsg` with preallocated buffers; the arena packets are cut from.
 //! - [`flow`]: the flow task: sockets → engine → targets; bad input counted and dropped.
+//! - [`replay`]: a switch flow's gap filled from the new leg when the legs are copies.
 //! - [`status`]: counters per leg and output, and flow events.
 
 pub mod batch;
 pub mod flow;
+pub mod replay;
 pub mod socket;
 pub mod spec;
 pub mod status;

@@ -62,6 +62,9 @@ pub struct OutputStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_leg: Option<usize>,
     pub switches: u64,
+    /// udp-switch: datagrams of the new leg forwarded at a switch to fill
+    /// the gap (see `replay`).
+    pub replayed: u64,
     /// Datagrams a target did not take (send errors).
     pub send_errors: u64,
 }
