@@ -162,6 +162,12 @@ async fn a_flow_created_through_the_api_runs_at_once_and_is_refused_when_wrong()
         ),
         Some(1.0)
     );
+    let (_, glance) = call(&s, "GET", "/api/v1/status", "").await;
+    assert_eq!(
+        glance["udp"][0]["id"], "f",
+        "the status page lists the flow"
+    );
+    assert_eq!(glance["udp"][0]["output_packets"], 20);
     let (st, list) = call(&s, "GET", "/api/v1/udp", "").await;
     assert_eq!((st, list.as_array().unwrap().len()), (200, 1));
     // Deleted: gone, and its ports free when the answer comes.

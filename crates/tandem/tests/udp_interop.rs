@@ -207,7 +207,9 @@ fn an_rtp_leg_stopped_for_3_s_and_resumed_loses_nothing() {
     let back = shown["events"].as_array().unwrap().iter().any(|e| {
         e["kind"] == "udp_leg_restored"
             && e["leg"] == 0
-            && e["silent_ms"].as_u64().is_some_and(|ms| (2900..3500).contains(&ms))
+            && e["silent_ms"]
+                .as_u64()
+                .is_some_and(|ms| (2900..3500).contains(&ms))
     });
     assert!(back, "{shown}");
     assert_eq!(shown["status"]["output"]["lost"], 0);
