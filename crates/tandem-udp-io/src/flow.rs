@@ -76,6 +76,8 @@ pub enum FlowError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    Engine(#[from] tandem_udp::ConfigError),
     #[error("cannot start the flow's thread: {0}")]
     Thread(std::io::Error),
 }
@@ -230,6 +232,11 @@ pub fn start(
     observer: Arc<dyn FlowObserver>,
 ) -> Result<FlowHandle, FlowError> {
     spec.validate()?;
+    let merge_cfg = MergeConfig {
+        skew_window: spec.skew_window(),
+        ..MergeConfig::default()
+    };
+    merge_cfg.validate()?;
     let iface = interface_v4(spec);
     let mut opened = Vec::new();
     let mut local = FlowStatus::default();
@@ -315,10 +322,7 @@ pub fn start(
                     }
                 };
                 let engine = match spec.mode {
-                    Mode::Rtp2022_7 => Engine::Merge(Box::new(Merge::new(MergeConfig {
-                        skew_window: spec.skew_window(),
-                        ..MergeConfig::default()
-                    }))),
+                    Mode::Rtp2022_7 => Engine::Merge(Box::new(Merge::new(merge_cfg))),
                     Mode::UdpSwitch => {
                         Engine::Switch(Box::new(LossSwitch::new(SwitchConfig::default())))
                     }
