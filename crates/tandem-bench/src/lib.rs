@@ -10,6 +10,8 @@
 //! - [`sign`]: SigV4 signing (`mediastore`, `s3`) by `aws-sigv4`.
 //! - [`soak`]: live load held for a long time, the server's resources
 //!   sampled to show they stay flat.
+//! - [`udp`]: the SMPTE ST 2022-7 merge's throughput on loopback (a flow
+//!   run in process, no server).
 //!
 //! Everything targets a server given by URL and admin token; every loop is
 //! bounded in count and time.
@@ -19,3 +21,4 @@ pub mod mediastore;
 pub mod scenarios;
 pub mod sign;
 pub mod soak;
+pub mod udp;
