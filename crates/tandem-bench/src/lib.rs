@@ -15,6 +15,8 @@
 //! - [`digest`]: an HTTP Digest client (RFC 7616), as WebDAV encoders sign.
 //! - [`chaos`]: kill points: `tandem serve` under load, SIGKILL at a
 //!   seeded moment, restarted and checked against its promises.
+//! - [`udp`]: the SMPTE ST 2022-7 merge's throughput on loopback (a flow
+//!   run in process, no server).
 //!
 //! Everything but `chaos` targets a server given by URL and admin token;
 //! `chaos` starts its own. Every loop is bounded in count and time.
@@ -27,3 +29,4 @@ pub mod scenarios;
 pub mod sign;
 pub mod smooth;
 pub mod soak;
+pub mod udp;

@@ -21,7 +21,7 @@ struct Cli {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     server: String,
     /// The admin token (every scenario but `chaos`, which starts its own
-    /// server).
+    /// server, and `udp`, which runs a flow in process).
     #[arg(long, env = "TANDEM_TOKEN")]
     token: Option<String>,
     /// The server's pid, for CPU and memory accounting.
@@ -74,6 +74,19 @@ enum Scenario {
         #[arg(long, default_value_t = 250_000)]
         size: usize,
         #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// 2022-7 merge throughput on loopback: 1316-byte payloads on both
+    /// legs of an in-process flow at rising packet rates (no server).
+    Udp {
+        /// Packets per second per leg, in order.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "25000,50000,100000,150000,200000"
+        )]
+        rates: Vec<u64>,
+        #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
     /// Scenario 5: RSS during a PUT and a GET of this many bytes.
@@ -269,6 +282,39 @@ fn chaos(
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::Udp { rates, seconds } = &cli.command {
+        println!(
+            "| offered pps/leg | sent pps/leg | output pps | output Mbit/s (TS) | missing | flow thread CPU % | RSS MiB |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        let mut best = None;
+        for &pps in rates {
+            let r = tandem_bench::udp::run_rate(pps, *seconds)?;
+            println!(
+                "| {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
+                r.offered_pps,
+                r.sent_pps,
+                r.received_pps,
+                r.received_mbps,
+                r.missing,
+                r.sent,
+                r.flow_cpu_pct,
+                r.rss_mib
+            );
+            std::io::stdout().flush()?;
+            if r.missing == 0 {
+                best = Some(r);
+            }
+        }
+        match best {
+            Some(r) => println!(
+                "# highest rate merged with zero loss: {:.0} packets/s, {:.0} Mbit/s",
+                r.received_pps, r.received_mbps
+            ),
+            None => println!("# no rate merged with zero loss"),
+        }
+        return Ok(());
+    }
     if let Scenario::Chaos {
         points,
         seed,
@@ -328,6 +374,7 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            Scenario::Udp { .. } => {}
             Scenario::Soak { soak } => run_soak(&t, soak).await?,
             Scenario::Memory { bytes } => {
                 let m = scenarios::memory(&t, bytes).await?;

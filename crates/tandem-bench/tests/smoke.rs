@@ -332,3 +332,11 @@ async fn mediastore_scenarios_run_in_smoke_mode() {
         assert!(cell.row().starts_with("| "), "{}", cell.row());
     }
 }
+
+#[test]
+fn the_udp_merge_scenario_runs_at_a_low_rate() {
+    let r = tandem_bench::udp::run_rate(1000, 1).unwrap();
+    assert_eq!(r.sent, 1000);
+    assert_eq!(r.received, r.sent, "{r:?}");
+    assert_eq!(r.missing, 0, "{r:?}");
+}

@@ -30,6 +30,8 @@ pub enum Subject {
     Archive(String),
     /// The data directory's disk, by path (`disk_low`, `disk_ok`).
     Disk(String),
+    /// A UDP flow, by id (`udp_leg_lost`, `udp_leg_restored`, …).
+    Udp(String),
 }
 
 /// One event on the bus: `{"id": 17, "channel": "news", "kind": "switch", …}`.

@@ -19,6 +19,7 @@
 //! - [`datadir`]: what lives where in the data directory.
 //! - [`clock`]: wall-clock and monotonic time, injected.
 //! - [`disk`]: free space on the data directory's disk, `disk_low`.
+//! - [`udp`]: UDP and RTP flows (tandem-udp-io) started, stopped, reported.
 
 pub mod api;
 pub mod archive_watch;
@@ -39,6 +40,7 @@ pub mod ui;
 /// The S3 listener's operations (its own crate), re-exported for callers.
 pub use tandem_s3 as s3;
 pub mod serve;
+pub mod udp;
 mod util;
 pub mod webhooks;
 
@@ -116,6 +118,8 @@ pub struct AppState {
     pub webhooks: webhooks::Webhooks,
     /// Free space on the data directory's disk.
     pub disk: disk::DiskWatch,
+    /// UDP and RTP flows.
+    pub udp: udp::UdpFlows,
 }
 
 impl AppState {
@@ -383,6 +387,7 @@ impl AppState {
 }
 
 async fn metrics_route(State(st): State<Arc<AppState>>) -> impl IntoResponse {
+    udp::render_metrics(&st.udp);
     let body = metrics::render(
         &st.channels,
         &st.outputs,
@@ -555,6 +560,7 @@ impl Server {
                 data.root().display().to_string(),
                 Arc::new(disk::StatVfs(data.root().to_path_buf())),
             ),
+            udp: Default::default(),
         });
         let _ = owner.set(Arc::downgrade(&state));
         for spec in state.db.list_containers()? {
@@ -579,6 +585,14 @@ impl Server {
             let live = state.channels.add(spec)?;
             state.prepare_inputs(&id).await;
             state.start_output(&live);
+        }
+        for spec in state.db.list_udp()? {
+            // A flow that cannot open its sockets does not stop the
+            // server: the API shows it failed, with the reason.
+            if let Err(e) = state.udp.start(spec.clone(), &state.events, &state.clock) {
+                tracing::error!(flow = %spec.id, error = %e, "udp flow cannot start");
+                state.udp.failed(spec, e.to_string());
+            }
         }
         let demo = ChannelId::parse("demo")
             .ok()
@@ -683,6 +697,7 @@ impl Server {
         let _ = disk.await;
         // Ingest has drained: each output saves its last step and stops.
         self.state.outputs.shutdown().await;
+        self.state.udp.stop_all().await;
         // The last events go out to receivers that answer, for a while.
         let _ = hooks_stop.send(true);
         let limit = webhooks::drain_limit(grace);

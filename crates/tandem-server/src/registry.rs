@@ -21,6 +21,7 @@ use tandem_core::{
 const CHANNELS: TableDefinition<&str, &str> = TableDefinition::new("channels");
 const ARCHIVES: TableDefinition<&str, &str> = TableDefinition::new("archives");
 const CONTAINERS: TableDefinition<&str, &str> = TableDefinition::new("containers");
+const UDP_FLOWS: TableDefinition<&str, &str> = TableDefinition::new("udp_flows");
 
 /// Why the channel database refused an operation.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,10 @@ pub enum RegistryError {
     ContainerExists(String),
     #[error("container pair {0} does not exist")]
     ContainerNotFound(String),
+    #[error("udp flow {0} already exists")]
+    UdpExists(String),
+    #[error("udp flow {0} does not exist")]
+    UdpNotFound(String),
     #[error(
         "{path} is in use by another process (is a tandem server running on this data directory?)"
     )]
@@ -79,7 +84,8 @@ impl ChannelDb {
         this.write(|t| {
             t.open_table(CHANNELS)?;
             t.open_table(ARCHIVES)?;
-            t.open_table(CONTAINERS).map(drop)
+            t.open_table(CONTAINERS)?;
+            t.open_table(UDP_FLOWS).map(drop)
         })?;
         Ok(this)
     }
@@ -253,6 +259,31 @@ impl ChannelDb {
             .into_iter()
             .find(|s| s.id == id.as_str())
             .ok_or_else(|| RegistryError::ContainerNotFound(id.to_string()))
+    }
+}
+
+impl ChannelDb {
+    /// Stores a new UDP flow; refuses an id that exists.
+    pub fn insert_udp(&self, spec: &tandem_udp_io::FlowSpec) -> Result<(), RegistryError> {
+        self.insert_row(UDP_FLOWS, &spec.id, spec, RegistryError::UdpExists)
+    }
+
+    /// Removes a UDP flow; `false` if it did not exist.
+    pub fn remove_udp(&self, id: &str) -> Result<bool, RegistryError> {
+        self.remove_row(UDP_FLOWS, id)
+    }
+
+    /// Every UDP flow, sorted by id.
+    pub fn list_udp(&self) -> Result<Vec<tandem_udp_io::FlowSpec>, RegistryError> {
+        self.list_rows(UDP_FLOWS)
+    }
+
+    /// One UDP flow; `UdpNotFound` if there is none.
+    pub fn udp(&self, id: &str) -> Result<tandem_udp_io::FlowSpec, RegistryError> {
+        self.list_udp()?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| RegistryError::UdpNotFound(id.to_owned()))
     }
 }
 

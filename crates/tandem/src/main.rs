@@ -36,6 +36,9 @@ enum Command {
     Archive(cmd::archive::ArchiveArgs),
     /// MediaStore-style container pairs: create, list, show, delete.
     Container(cmd::container::ContainerArgs),
+    /// UDP and RTP flows (two legs merged or switched, forwarded): create,
+    /// list, show, delete.
+    Udp(cmd::udp::UdpArgs),
     /// Every channel's inputs, output and last hour, and every archive
     /// pair's coverage, from a running server.
     Status(cmd::status::StatusArgs),
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Channel(args) => cmd::channel::run(cli.data, cli.config, args),
         Command::Container(args) => cmd::container::run(cli.data, cli.config, args),
         Command::Status(args) => cmd::status::run(cli.data, cli.config, args),
+        Command::Udp(args) => cmd::udp::run(cli.data, cli.config, args),
         Command::Archive(args) => match cmd::archive::run(cli.data, cli.config, args) {
             Ok(0) => Ok(()),
             Ok(_) => return ExitCode::from(1),

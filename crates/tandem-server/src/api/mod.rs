@@ -16,10 +16,12 @@
 //!   `GET /api/v1/events/stream`, every event as it happens (SSE).
 //! - [`archives`]: `/api/v1/archives`, archive pairs of S3 buckets.
 //! - [`containers`]: `/api/v1/containers`, MediaStore-style container pairs.
+//! - [`udp`]: `/api/v1/udp`, UDP and RTP flows (two legs merged or switched).
 
 pub mod archives;
 pub mod containers;
 pub mod status;
+pub mod udp;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -211,9 +213,11 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         let status = match e {
             RegistryError::AlreadyExists(_)
+            | RegistryError::UdpExists(_)
             | RegistryError::ArchiveExists(_)
             | RegistryError::ContainerExists(_) => StatusCode::CONFLICT,
             RegistryError::NotFound(_)
+            | RegistryError::UdpNotFound(_)
             | RegistryError::ArchiveNotFound(_)
             | RegistryError::ContainerNotFound(_) => StatusCode::NOT_FOUND,
             _ => {
@@ -496,4 +500,6 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/v1/containers/{id}",
             get(containers::show).delete(containers::remove),
         )
+        .route("/api/v1/udp", get(udp::list).post(udp::create))
+        .route("/api/v1/udp/{id}", get(udp::show).delete(udp::remove))
 }

@@ -87,12 +87,28 @@ pub struct ArchiveGlance {
     pub uncovered: usize,
 }
 
+/// One UDP flow at a glance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UdpGlance {
+    pub id: String,
+    pub mode: String,
+    /// `running` or `failed`.
+    pub state: String,
+    /// Per leg: its address and whether it delivers.
+    pub legs: Vec<(String, bool)>,
+    pub output_packets: u64,
+    pub output_lost: u64,
+    pub output_bitrate_bps: u64,
+}
+
 /// The whole server at a glance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub time: String,
     pub channels: Vec<ChannelGlance>,
     pub archives: Vec<ArchiveGlance>,
+    #[serde(default)]
+    pub udp: Vec<UdpGlance>,
 }
 
 fn to_value(v: &TimelineView) -> Option<TimelineGlance> {
@@ -169,10 +185,42 @@ pub fn status(st: &AppState) -> Result<Status, ApiError> {
             indexes,
         });
     }
+    let udp = st
+        .udp
+        .all()
+        .iter()
+        .map(|f| {
+            let status = f.status();
+            UdpGlance {
+                id: f.spec.id.clone(),
+                mode: f.spec.mode.as_str().to_owned(),
+                state: if status.is_some() {
+                    "running"
+                } else {
+                    "failed"
+                }
+                .to_owned(),
+                legs: f
+                    .spec
+                    .legs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        let up = status.as_ref().is_some_and(|s| s.legs[i].up);
+                        (l.to_string(), up)
+                    })
+                    .collect(),
+                output_packets: status.as_ref().map_or(0, |s| s.output.packets),
+                output_lost: status.as_ref().map_or(0, |s| s.output.lost),
+                output_bitrate_bps: status.as_ref().map_or(0, |s| s.output.bitrate_bps),
+            }
+        })
+        .collect();
     Ok(Status {
         time: rfc3339_millis(now),
         channels,
         archives,
+        udp,
     })
 }
 

@@ -40,6 +40,9 @@ pub const KNOWN_KINDS: &[&str] = &[
     "index_uncovered",
     "udp_leg_lost",
     "udp_leg_restored",
+    "udp_switch",
+    "udp_output_lost",
+    "udp_stream_restarted",
 ];
 
 /// About half a megabyte of events per webhook (an event is a few hundred

@@ -6,6 +6,7 @@ pub mod container;
 pub mod control;
 pub mod serve;
 pub mod status;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -11,6 +11,7 @@
 )]
 
 pub mod player;
+pub mod udp_relay;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

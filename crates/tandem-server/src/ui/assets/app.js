@@ -179,6 +179,14 @@ function archiveCard(a) {
     a.indexes.length ? grid : h("p", { class: "muted" }, "no archive files yet"));
 }
 
+function udpCard(f) {
+  return h("section", { class: "card udp", "data-udp": f.id },
+    h("h3", {}, f.id, h("span", { class: "muted" },
+      `${f.mode} · ${f.state} · ${f.output_packets} packets out · ${f.output_lost} lost · ${Math.round(f.output_bitrate_bps / 1000)} kbit/s`)),
+    h("p", {}, ...f.legs.map(([addr, up], i) =>
+      h("span", { class: up ? "cell-whole" : "cell-missing", "data-leg": i, title: up ? "delivering" : "not delivering" }, `leg ${i} ${addr} ${up ? "up" : "down"} `))));
+}
+
 function eventRow(e) {
   const what = [e.pipeline !== undefined ? `pipeline ${e.pipeline}` : null,
     e.to !== undefined ? `→ ${e.to}` : null, e.reason, e.uri, e.media_sequence !== undefined ? `#${e.media_sequence}` : null]
@@ -239,6 +247,8 @@ function overview() {
     st.channels.length ? st.channels.map(c => channelCard(c, true)) : h("p", { class: "muted" }, "No channels."),
     h("h2", {}, `Archive pairs (${st.archives.length})`),
     st.archives.length ? st.archives.map(archiveCard) : h("p", { class: "muted" }, "No archive pairs."),
+    h("h2", {}, `UDP flows (${(st.udp || []).length})`),
+    (st.udp || []).length ? st.udp.map(udpCard) : h("p", { class: "muted" }, "No UDP flows."),
   ];
 }
 
