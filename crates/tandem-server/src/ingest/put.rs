@@ -63,6 +63,14 @@ pub(super) async fn put(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
+                if let Some(slow) = crate::guard::body::too_slow(&e) {
+                    // Logged, at a bounded rate, where it was ended.
+                    return Err(HttpError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "too_slow",
+                        slow.to_string(),
+                    ));
+                }
                 tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, path = %t.path, received = staged.written(), error = %e, "upload broken off; discarded");
                 return Err(HttpError::new(
                     StatusCode::BAD_REQUEST,
