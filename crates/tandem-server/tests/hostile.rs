@@ -236,9 +236,11 @@ async fn oversized_request_heads_get_431_and_the_encoder_goes_on() {
         "GET /out/demo/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(1 << 20)
     );
+    // Short lines (50 KB in all, under the size limit): the line count
+    // is what refuses them.
     let many = format!(
         "GET /out/demo/ HTTP/1.1\r\nHost: x\r\n{}\r\n",
-        (0..10_000).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+        "x:1\r\n".repeat(10_000)
     );
     for (ip, head) in [("127.0.0.2", big), ("127.0.0.3", many)] {
         let s = connect_from(ip, srv.addr).await;
