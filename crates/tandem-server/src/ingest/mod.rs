@@ -132,10 +132,10 @@ fn authenticate(st: &AppState, t: &Target, parts: &Parts) -> Result<(), HttpErro
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let creds = t.channel.spec.credentials(t.pipeline);
+    let creds = t.channel.credentials(t.pipeline);
     match st
         .auth
-        .verify(now, header, parts.method.as_str(), uri, creds)
+        .verify(now, header, parts.method.as_str(), uri, &creds)
     {
         Ok(()) => Ok(()),
         Err(e) => {
