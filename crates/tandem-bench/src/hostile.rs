@@ -207,11 +207,22 @@ pub async fn run_attack(
             }
             let head = b"PUT /in/x/0/slow.ts HTTP/1.1\r\nHost: x\r\nX-Pad: ".repeat(100);
             let mut k = 0;
+            let mut answered = vec![false; conns.len()];
+            let mut buf = [0u8; 256];
             while !stop.load(Ordering::Relaxed) {
-                for (slow, s) in conns.iter_mut() {
-                    if *slow {
-                        let _ = s.try_write(&head[k % head.len()..k % head.len() + 1]);
+                for (j, (slow, s)) in conns.iter_mut().enumerate() {
+                    if !*slow || answered[j] {
+                        continue;
                     }
+                    // The answer, once the head timeout has passed.
+                    if let Ok(n) = s.try_read(&mut buf) {
+                        answered[j] = true;
+                        if buf[..n].starts_with(format!("HTTP/1.1 {expected}").as_bytes()) {
+                            count.limited.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    let _ = s.try_write(&head[k % head.len()..k % head.len() + 1]);
                 }
                 k += 1;
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -452,9 +463,16 @@ pub async fn report(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let loaded = encoder(t.addr, &creds, uploads, size).await;
-        if attack == Attack::TrickleBody {
-            // Long enough for the minimum rate's window to end them.
-            tokio::time::sleep(Duration::from_secs(12)).await;
+        // Until the limit has answered the attackers (the head timeout,
+        // the minimum rate's window), within bounds.
+        let (settle_for, settled_at) = match attack {
+            Attack::Slowloris => (Duration::from_secs(45), 2_500),
+            Attack::TrickleBody => (Duration::from_secs(20), 200),
+            _ => (Duration::ZERO, 0),
+        };
+        let settling = Instant::now();
+        while count.limited.load(Ordering::Relaxed) < settled_at && settling.elapsed() < settle_for {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         stop.store(true, Ordering::Relaxed);
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
