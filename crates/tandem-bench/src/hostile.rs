@@ -32,8 +32,13 @@ pub struct Creds {
 pub async fn channel(t: &Target, id: &str) -> anyhow::Result<Creds> {
     let mut c = Conn::new(t.addr);
     let bearer = format!("Bearer {}", t.token);
-    c.request("DELETE", &format!("/api/v1/channels/{id}"), Some(&bearer), b"")
-        .await?;
+    c.request(
+        "DELETE",
+        &format!("/api/v1/channels/{id}"),
+        Some(&bearer),
+        b"",
+    )
+    .await?;
     let r = c
         .request(
             "POST",
@@ -79,9 +84,13 @@ async fn upload(addr: SocketAddr, c: &Creds, path: &str, body: &[u8]) -> anyhow:
     let started = Instant::now();
     let mut s = connect_from(IpAddr::from([127, 0, 0, 1]), addr).await?;
     let host = addr.to_string();
-    s.write_all(format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-        .await?;
-    let ch = read_answer(&mut s).await.context("no answer to the challenge request")?;
+    s.write_all(
+        format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let ch = read_answer(&mut s)
+        .await
+        .context("no answer to the challenge request")?;
     if ch.status != 401 {
         bail!("challenge: HTTP {}", ch.status);
     }
@@ -110,11 +119,20 @@ async fn upload(addr: SocketAddr, c: &Creds, path: &str, body: &[u8]) -> anyhow:
 }
 
 /// The encoder's uploads for `count` rounds; their latencies.
-pub async fn encoder(addr: SocketAddr, c: &Creds, count: usize, size: usize) -> anyhow::Result<Percentiles> {
+pub async fn encoder(
+    addr: SocketAddr,
+    c: &Creds,
+    count: usize,
+    size: usize,
+) -> anyhow::Result<Percentiles> {
     let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let mut v = Vec::with_capacity(count);
     for i in 0..count {
-        let path = format!("/in/{}/0/hostile/seg{}.ts", c.username.trim_end_matches("_0"), i % 32);
+        let path = format!(
+            "/in/{}/0/hostile/seg{}.ts",
+            c.username.trim_end_matches("_0"),
+            i % 32
+        );
         v.push(upload(addr, c, &path, &body).await?);
     }
     Ok(Percentiles::of(v))
@@ -162,7 +180,9 @@ impl Attack {
 
     pub fn label(self) -> &'static str {
         match self {
-            Attack::Slowloris => "5,000 connections, half idle, half sending a head a byte a second",
+            Attack::Slowloris => {
+                "5,000 connections, half idle, half sending a head a byte a second"
+            }
             Attack::HugeHead => "1 MB request heads, 2 at a time",
             Attack::ManyHeaderLines => "10,000-line request heads, 2 at a time",
             Attack::TrickleBody => "200 uploads sending their body a byte a second",
@@ -231,9 +251,15 @@ pub async fn run_attack(
         }
         Attack::HugeHead | Attack::ManyHeaderLines => {
             let head = if attack == Attack::HugeHead {
-                format!("GET /out/x/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20))
+                format!(
+                    "GET /out/x/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(1 << 20)
+                )
             } else {
-                format!("GET /out/x/ HTTP/1.1\r\nHost: x\r\n{}\r\n", "x:1\r\n".repeat(10_000))
+                format!(
+                    "GET /out/x/ HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                    "x:1\r\n".repeat(10_000)
+                )
             };
             let head = Arc::new(head.into_bytes());
             for w in 0..2u8 {
@@ -250,7 +276,8 @@ pub async fn run_attack(
                         });
                         count.sent.fetch_add(1, Ordering::Relaxed);
                         let mut buf = [0u8; 64];
-                        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), rd.read(&mut buf)).await
+                        if let Ok(Ok(n)) =
+                            tokio::time::timeout(Duration::from_secs(5), rd.read(&mut buf)).await
                             && buf[..n].starts_with(format!("HTTP/1.1 {expected}").as_bytes())
                         {
                             count.limited.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +291,8 @@ pub async fn run_attack(
             let auth = crate::client::basic(&creds.username, &creds.password);
             let channel = creds.username.trim_end_matches("_0").to_owned();
             for i in 0..200usize {
-                let (stop, count, auth, channel) = (stop.clone(), count.clone(), auth.clone(), channel.clone());
+                let (stop, count, auth, channel) =
+                    (stop.clone(), count.clone(), auth.clone(), channel.clone());
                 tasks.push(tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         let Ok(mut s) = connect_from(attacker(30 + (i % 10) as u8), http).await else {
@@ -308,9 +336,17 @@ pub async fn run_attack(
             }
         }
         Attack::DigestGuessing | Attack::BadS3Signatures => {
-            let to = if attack == Attack::BadS3Signatures { s3.unwrap_or(http) } else { http };
+            let to = if attack == Attack::BadS3Signatures {
+                s3.unwrap_or(http)
+            } else {
+                http
+            };
             let channel = creds.username.trim_end_matches("_0").to_owned();
-            let workers: u8 = if attack == Attack::DigestGuessing { 1 } else { 2 };
+            let workers: u8 = if attack == Attack::DigestGuessing {
+                1
+            } else {
+                2
+            };
             for w in 0..workers {
                 let (stop, count, channel) = (stop.clone(), count.clone(), channel.clone());
                 tasks.push(tokio::spawn(async move {
@@ -436,7 +472,11 @@ pub async fn report(
     server_log: Option<&std::path::Path>,
     mut each: impl FnMut(&Row),
 ) -> anyhow::Result<()> {
-    let log_len = || server_log.and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len());
+    let log_len = || {
+        server_log
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+    };
     let creds = channel(t, "bench-hostile").await?;
     // Warm-up: connections, the store's directories.
     encoder(t.addr, &creds, 50, size).await?;
@@ -465,8 +505,13 @@ pub async fn report(
         // Under way before the encoder starts: the slowloris connections
         // all open, the others a second in.
         let ramp = Instant::now();
-        let want = if attack == Attack::Slowloris { 5_000 } else { 1 };
-        while count.sent.load(Ordering::Relaxed) < want && ramp.elapsed() < Duration::from_secs(30) {
+        let want = if attack == Attack::Slowloris {
+            5_000
+        } else {
+            1
+        };
+        while count.sent.load(Ordering::Relaxed) < want && ramp.elapsed() < Duration::from_secs(30)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -479,14 +524,17 @@ pub async fn report(
             _ => (Duration::ZERO, 0),
         };
         let settling = Instant::now();
-        while count.limited.load(Ordering::Relaxed) < settled_at && settling.elapsed() < settle_for {
+        while count.limited.load(Ordering::Relaxed) < settled_at && settling.elapsed() < settle_for
+        {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         stop.store(true, Ordering::Relaxed);
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         attack_rt.shutdown_background();
         let log_bytes_per_sec = match (log_before, log_len()) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / attack_started.elapsed().as_secs_f64()),
+            (Some(a), Some(b)) => {
+                Some(b.saturating_sub(a) as f64 / attack_started.elapsed().as_secs_f64())
+            }
             _ => None,
         };
         let loaded = loaded?;

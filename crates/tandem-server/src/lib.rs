@@ -665,8 +665,16 @@ impl Server {
                     self.state.keys.clone(),
                     &self.state.cfg.s3,
                 );
-                listener::serve(l, self.tls.clone(), svc, stopped(), grace, guard.clone(), "s3")
-                    .await;
+                listener::serve(
+                    l,
+                    self.tls.clone(),
+                    svc,
+                    stopped(),
+                    grace,
+                    guard.clone(),
+                    "s3",
+                )
+                .await;
             }
         };
         let mediastore = async {

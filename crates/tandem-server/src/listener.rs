@@ -140,9 +140,10 @@ pub async fn serve<S, B>(
                         () = state.evict.notified() => None,
                     };
                     if let Some(Err(e)) = ended {
-                        let stream = Arc::try_unwrap(kept)
-                            .ok()
-                            .map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+                        let stream = Arc::try_unwrap(kept).ok().map(|m| {
+                            m.into_inner()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        });
                         ended_with(e, stream, &state, peer, &guard, name).await;
                     }
                 }
@@ -169,9 +170,10 @@ pub async fn serve<S, B>(
                         () = state.evict.notified() => None,
                     };
                     if let Some(Err(e)) = ended {
-                        let stream = Arc::try_unwrap(kept)
-                            .ok()
-                            .map(|m| m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+                        let stream = Arc::try_unwrap(kept).ok().map(|m| {
+                            m.into_inner()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        });
                         ended_with(e, stream, &state, peer, &guard, name).await;
                     }
                 }

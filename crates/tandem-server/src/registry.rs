@@ -414,13 +414,11 @@ impl LiveChannel {
 
     /// The credentials that open input `p` now.
     pub fn credentials(&self, p: Pipeline) -> InputCredentials {
-        p.of(
-            &*self
-                .credentials
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .clone()
+        let all = self
+            .credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.of(&all).clone()
     }
 
     /// Replaces input `p`'s credentials: the next request is checked

@@ -179,10 +179,16 @@ async fn five_thousand_idle_and_slowloris_connections_do_not_stop_the_encoder() 
             timeouts += 1;
         }
     }
-    assert_eq!(timeouts, 2_500, "every slowloris connection is answered 408");
+    assert_eq!(
+        timeouts, 2_500,
+        "every slowloris connection is answered 408"
+    );
     for s in idle.iter_mut() {
         let got = read_until_closed(s, Duration::from_secs(3)).await;
-        assert!(got.is_empty(), "an idle connection is closed without an answer");
+        assert!(
+            got.is_empty(),
+            "an idle connection is closed without an answer"
+        );
     }
     assert!(refused(&srv, "http", "header_timeout").await >= 2_500.0);
     // Still serving once the attack is over.
@@ -248,7 +254,11 @@ async fn oversized_request_heads_get_431_and_the_encoder_goes_on() {
         "GET /out/demo/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100_000)
     );
-    for (ip, head) in [("127.0.0.2", big), ("127.0.0.3", many), ("127.0.0.4", medium)] {
+    for (ip, head) in [
+        ("127.0.0.2", big),
+        ("127.0.0.3", many),
+        ("127.0.0.4", medium),
+    ] {
         let s = connect_from(ip, srv.addr).await;
         let (mut rd, mut wr) = s.into_split();
         let writer = tokio::spawn(async move {
@@ -318,9 +328,7 @@ async fn a_body_that_trickles_is_ended_with_408_and_stores_nothing() {
     assert!(started.elapsed() < Duration::from_secs(2));
     trickle.abort();
     assert!(honest < Duration::from_secs(1));
-    let r = srv
-        .get(path, &srv.basic("demo", 1))
-        .await;
+    let r = srv.get(path, &srv.basic("demo", 1)).await;
     assert_eq!(r.status, 404, "nothing of the trickle was published");
     assert!(srv.eventually(|| srv.staged_files() == 0).await);
     assert_eq!(refused(&srv, "http", "body_too_slow").await, 1.0);
@@ -355,7 +363,10 @@ async fn burst(
     for i in 0..count {
         let h = headers(i);
         let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        if s.write_all(&request(method, path, to, &refs, b"")).await.is_err() {
+        if s.write_all(&request(method, path, to, &refs, b""))
+            .await
+            .is_err()
+        {
             s = connect_from(ip, to).await;
             s.write_all(&request(method, path, to, &refs, b""))
                 .await
@@ -387,7 +398,12 @@ async fn guessers_on_every_listener_get_429_and_the_encoder_is_not_locked_out() 
         let c = send_from("127.0.0.2", srv.addr, "GET", path, &[], b"").await;
         let auth = match c.status {
             401 => {
-                let www = c.all("www-authenticate").into_iter().find(|c| c.contains("MD5")).unwrap().to_owned();
+                let www = c
+                    .all("www-authenticate")
+                    .into_iter()
+                    .find(|c| c.contains("MD5"))
+                    .unwrap()
+                    .to_owned();
                 let guess = tandem_core::InputCredentials {
                     username: "demo_0".into(),
                     password: format!("guess{i}"),
@@ -396,7 +412,15 @@ async fn guessers_on_every_listener_get_429_and_the_encoder_is_not_locked_out() 
             }
             s => panic!("challenge answered {s}"),
         };
-        let r = send_from("127.0.0.2", srv.addr, "GET", path, &[("Authorization", &auth)], b"").await;
+        let r = send_from(
+            "127.0.0.2",
+            srv.addr,
+            "GET",
+            path,
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .await;
         if r.status == 429 {
             retry_after = r.header("retry-after").map(str::to_owned);
         }
@@ -412,12 +436,32 @@ async fn guessers_on_every_listener_get_429_and_the_encoder_is_not_locked_out() 
     assert_eq!(retry_after.as_deref(), Some("3"));
     // Thousands of bad S3 signatures from 127.0.0.3, a hundred on the
     // MediaStore listener from 127.0.0.4, wrong admin tokens from .5.
-    let s3 = burst("127.0.0.3", srv.s3, "GET", "/guess-bucket/x", 2_000, bad_sigv4).await;
+    let s3 = burst(
+        "127.0.0.3",
+        srv.s3,
+        "GET",
+        "/guess-bucket/x",
+        2_000,
+        bad_sigv4,
+    )
+    .await;
     assert!(s3[..20].iter().all(|r| r.status == 403), "{:?}", s3[0]);
     assert!(s3[20..].iter().all(|r| r.status == 429));
-    let ms = burst("127.0.0.4", srv.mediastore, "GET", "/guess/x", 100, bad_sigv4).await;
+    let ms = burst(
+        "127.0.0.4",
+        srv.mediastore,
+        "GET",
+        "/guess/x",
+        100,
+        bad_sigv4,
+    )
+    .await;
     assert!(ms[..20].iter().all(|r| r.status == 403), "{:?}", ms[0]);
-    assert!(ms[20..].iter().all(|r| r.status == 429 && r.header("retry-after").is_some()));
+    assert!(
+        ms[20..]
+            .iter()
+            .all(|r| r.status == 429 && r.header("retry-after").is_some())
+    );
     let api = burst("127.0.0.5", srv.addr, "GET", "/api/v1/channels", 30, |i| {
         vec![("Authorization".into(), format!("Bearer wrong{i}"))]
     })
@@ -427,7 +471,15 @@ async fn guessers_on_every_listener_get_429_and_the_encoder_is_not_locked_out() 
     // The real encoder and the real admin still get in.
     honest_put(&srv, "after-guessing.ts").await;
     let token = format!("Bearer {}", srv.state.admin_token);
-    let ok = send_from("127.0.0.1", srv.addr, "GET", "/api/v1/channels", &[("Authorization", &token)], b"").await;
+    let ok = send_from(
+        "127.0.0.1",
+        srv.addr,
+        "GET",
+        "/api/v1/channels",
+        &[("Authorization", &token)],
+        b"",
+    )
+    .await;
     assert_eq!(ok.status, 200);
     // Once a guess's worth of time has passed, the guesser may try again:
     // one try, then 429 again.
@@ -438,8 +490,14 @@ async fn guessers_on_every_listener_get_429_and_the_encoder_is_not_locked_out() 
     .await;
     assert_eq!((again[0].status, again[1].status), (401, 429));
     // Every refusal is counted.
-    assert_eq!(refused(&srv, "http", "auth_failed").await, 20.0 + 20.0 + 1.0);
+    assert_eq!(
+        refused(&srv, "http", "auth_failed").await,
+        20.0 + 20.0 + 1.0
+    );
     assert_eq!(refused(&srv, "s3", "auth_rate_limited").await, 1_980.0);
     assert_eq!(refused(&srv, "mediastore", "auth_rate_limited").await, 80.0);
-    assert_eq!(refused(&srv, "http", "auth_rate_limited").await, 180.0 + 10.0 + 1.0);
+    assert_eq!(
+        refused(&srv, "http", "auth_rate_limited").await,
+        180.0 + 10.0 + 1.0
+    );
 }

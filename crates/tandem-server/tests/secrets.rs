@@ -75,12 +75,20 @@ fn basic(c: &InputCredentials) -> String {
 async fn push(s: &TestServer, p: usize, k: u64, auth: &str) {
     let seg = format!("p{p}-seg{k}").repeat(100);
     let r = s
-        .put(&format!("/in/demo/{p}/live/channel{k}.ts"), auth, seg.as_bytes())
+        .put(
+            &format!("/in/demo/{p}/live/channel{k}.ts"),
+            auth,
+            seg.as_bytes(),
+        )
         .await;
     assert_eq!(r.status / 100, 2, "pipeline {p} segment {k}: {}", r.text());
     let pl = playlist(k.saturating_sub(2), k);
     let r = s
-        .put(&format!("/in/demo/{p}/live/channel.m3u8"), auth, pl.as_bytes())
+        .put(
+            &format!("/in/demo/{p}/live/channel.m3u8"),
+            auth,
+            pl.as_bytes(),
+        )
         .await;
     assert_eq!(r.status / 100, 2, "pipeline {p} playlist {k}: {}", r.text());
 }
@@ -172,7 +180,12 @@ async fn rotating_one_inputs_password_locks_out_the_old_one_at_once_and_disturbs
     assert!(media_sequence(&moved) >= media_sequence(&before));
     // The change is durable and shown by the API.
     let shown = s
-        .send("GET", "/api/v1/channels/demo", &[("Authorization", &token)], b"")
+        .send(
+            "GET",
+            "/api/v1/channels/demo",
+            &[("Authorization", &token)],
+            b"",
+        )
         .await;
     let shown: serde_json::Value = serde_json::from_slice(&shown.body).unwrap();
     assert_eq!(shown["inputs"][0]["password"], new0.password.as_str());

@@ -484,9 +484,18 @@ fn rotate_password_prints_the_new_one_once_and_only_that_input_changes() {
         password: new_password,
         ..old1.clone()
     };
-    assert_eq!(t.request("PUT", "/in/news/1/a.ts", Some(&old1), b"x").0, 401);
-    assert_eq!(t.request("PUT", "/in/news/1/a.ts", Some(&new1), b"x").0, 201);
-    assert_eq!(t.request("PUT", "/in/news/0/a.ts", Some(&kept0), b"x").0, 201);
+    assert_eq!(
+        t.request("PUT", "/in/news/1/a.ts", Some(&old1), b"x").0,
+        401
+    );
+    assert_eq!(
+        t.request("PUT", "/in/news/1/a.ts", Some(&new1), b"x").0,
+        201
+    );
+    assert_eq!(
+        t.request("PUT", "/in/news/0/a.ts", Some(&kept0), b"x").0,
+        201
+    );
     let (ok, out, _) = cli(&data, &["channel", "show", "news", "--json"]);
     assert!(ok);
     let shown: Value = serde_json::from_str(&out).unwrap();

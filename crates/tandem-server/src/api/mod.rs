@@ -478,7 +478,8 @@ async fn rotate_password(
 ) -> Result<Response, ApiError> {
     admin(&st, &headers)?;
     let id = channel_id(&id)?;
-    let p = Pipeline::parse(&pipeline).map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    let p =
+        Pipeline::parse(&pipeline).map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
     let spec = st.db.rotate_password(&id, p)?;
     // Durable first, then in force: the next request with the old
     // password is refused.

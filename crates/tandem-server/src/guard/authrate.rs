@@ -91,8 +91,11 @@ impl AuthLimiter {
         });
         if self.buckets.len() >= MAX_TRACKED {
             // Everyone is still paying: drop the least recently seen.
-            let mut by_age: Vec<(IpAddr, Instant)> =
-                self.buckets.iter().map(|(ip, b)| (*ip, b.updated)).collect();
+            let mut by_age: Vec<(IpAddr, Instant)> = self
+                .buckets
+                .iter()
+                .map(|(ip, b)| (*ip, b.updated))
+                .collect();
             by_age.sort_by_key(|(_, t)| *t);
             for (ip, _) in by_age.into_iter().take(MAX_TRACKED / 10) {
                 self.buckets.remove(&ip);
@@ -124,7 +127,7 @@ mod tests {
         let wait = l.blocked(guesser, t0).unwrap();
         assert!((19.9..=20.1).contains(&wait.as_secs_f64()), "{wait:?}");
         assert_eq!(l.blocked(encoder, t0), None);
-        assert_eq!(l.blocked(guesser, t0 + Duration::from_secs(10)).is_some(), true);
+        assert!(l.blocked(guesser, t0 + Duration::from_secs(10)).is_some());
         assert_eq!(l.blocked(guesser, t0 + Duration::from_secs(20)), None);
         l.failed(guesser, t0 + Duration::from_secs(20));
         assert!(l.blocked(guesser, t0 + Duration::from_secs(20)).is_some());

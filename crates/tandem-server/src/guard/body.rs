@@ -46,6 +46,9 @@ pub struct MinRate {
     pub window: Duration,
 }
 
+/// Told when a body is ended for being slow.
+pub type OnSlow = Box<dyn FnOnce(&TooSlow) + Send + Sync>;
+
 /// A request body with a minimum rate.
 pub struct RateBody<B> {
     inner: B,
@@ -58,15 +61,11 @@ pub struct RateBody<B> {
     pending_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
     /// Told when the body is ended for being slow (logs and metrics).
-    on_slow: Option<Box<dyn FnOnce(&TooSlow) + Send + Sync>>,
+    on_slow: Option<OnSlow>,
 }
 
 impl<B> RateBody<B> {
-    pub fn new(
-        inner: B,
-        rate: MinRate,
-        on_slow: Box<dyn FnOnce(&TooSlow) + Send + Sync>,
-    ) -> Self {
+    pub fn new(inner: B, rate: MinRate, on_slow: Box<dyn FnOnce(&TooSlow) + Send + Sync>) -> Self {
         Self {
             inner,
             rate,

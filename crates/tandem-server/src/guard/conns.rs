@@ -101,7 +101,11 @@ impl Conns {
     /// Zero for either limit means no limit.
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
         Self {
-            max_total: if max_total == 0 { usize::MAX } else { max_total },
+            max_total: if max_total == 0 {
+                usize::MAX
+            } else {
+                max_total
+            },
             max_per_ip: if max_per_ip == 0 {
                 usize::MAX
             } else {
@@ -143,8 +147,9 @@ impl Conns {
     /// Tells an idle connection of the busiest address to close, and takes
     /// it off the table at once (its task closes it when it next runs).
     fn evict_one(t: &mut Table) -> Option<IpAddr> {
-        let mut order: Vec<(usize, IpAddr)> = t.by_ip.iter().map(|(ip, v)| (v.len(), *ip)).collect();
-        order.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let mut order: Vec<(usize, IpAddr)> =
+            t.by_ip.iter().map(|(ip, v)| (v.len(), *ip)).collect();
+        order.sort_unstable_by_key(|o| std::cmp::Reverse(o.0));
         for (_, ip) in order {
             let Some(v) = t.by_ip.get_mut(&ip) else {
                 continue;

@@ -143,7 +143,10 @@ fn authenticate(st: &AppState, t: &Target, parts: &Parts) -> Result<(), HttpErro
             if header.is_some()
                 && let Some(left_out) = st.guard.log_allowed("ingest/authentication")
             {
-                let peer = parts.extensions.get::<crate::guard::PeerAddr>().map(|p| p.0.ip());
+                let peer = parts
+                    .extensions
+                    .get::<crate::guard::PeerAddr>()
+                    .map(|p| p.0.ip());
                 tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, peer = ?peer, reason = %e, left_out, "ingest authentication refused");
             }
             let mut err = HttpError::new(
@@ -226,7 +229,10 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         // interval and reason, with the count of those left out.
         let key = format!("ingest/{}", reason.unwrap_or("status"));
         if let Some(left_out) = st.guard.log_allowed(&key) {
-            let peer = parts.extensions.get::<crate::guard::PeerAddr>().map(|p| p.0.ip());
+            let peer = parts
+                .extensions
+                .get::<crate::guard::PeerAddr>()
+                .map(|p| p.0.ip());
             tracing::info!(method = %parts.method, path = parts.uri.path(), peer = ?peer, status = status.as_u16(), reason, elapsed_ms, left_out, "ingest refused");
         }
     } else {

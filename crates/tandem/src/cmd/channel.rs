@@ -144,11 +144,17 @@ pub fn run(
                 let Some(i) = view.inputs.iter().find(|i| i.pipeline == p.index()) else {
                     return;
                 };
-                println!("channel {}: input {} has a new password", view.id, i.pipeline);
+                println!(
+                    "channel {}: input {} has a new password",
+                    view.id, i.pipeline
+                );
                 println!("  URL:      {}", i.url);
                 println!("  username: {}", i.username);
                 println!("  password: {}", i.password);
-                println!("the old password no longer works; input {} is unchanged", p.other().index());
+                println!(
+                    "the old password no longer works; input {} is unchanged",
+                    p.other().index()
+                );
             })
         }
         ChannelCommand::Reset { id } => {
