@@ -7,6 +7,7 @@
 //!   renditions with readers), memory during 2 GB transfers.
 //! - [`mediastore`]: MediaStore-style PutObject/GetObject req/s beside
 //!   nginx, and the time to first byte of a STREAMING GET.
+//! - [`hostile`]: the encoder's upload latency under hostile loads.
 //! - [`sign`]: SigV4 signing (`mediastore`, `s3`) by `aws-sigv4`.
 //! - [`smooth`]: Smooth publishing points at scale, replaying the captured
 //!   ffmpeg push with shifted `tfxd` times: publish delay, CPU, RSS.
@@ -24,6 +25,7 @@
 pub mod chaos;
 pub mod client;
 pub mod digest;
+pub mod hostile;
 pub mod mediastore;
 pub mod scenarios;
 pub mod sign;

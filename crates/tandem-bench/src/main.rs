@@ -146,6 +146,21 @@ enum Scenario {
         #[command(flatten)]
         soak: SoakArgs,
     },
+    /// The encoder's Digest upload latency (from 127.0.0.1), unloaded and
+    /// under each hostile load from 127.0.0.2 and up.
+    Hostile {
+        /// Uploads per measurement.
+        #[arg(long, default_value_t = 500)]
+        uploads: usize,
+        #[arg(long, default_value_t = 200_000)]
+        size: usize,
+        /// Tandem's S3 listener, for the bad-signature load.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        s3: SocketAddr,
+        /// The server's log file, to report how fast it grows under each load.
+        #[arg(long)]
+        server_log: Option<std::path::PathBuf>,
+    },
     /// Time to first byte of a STREAMING GET while its upload is in flight,
     /// and of a complete object for context.
     Ttfb {
@@ -432,6 +447,28 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", mediastore::TABLE_HEAD);
                 mediastore::compare(&tandem, &nginx, &signer, &cfg, |cell| {
                     println!("{}", cell.row());
+                    let _ = std::io::stdout().flush();
+                })
+                .await?;
+            }
+            Scenario::Hostile { uploads, size, s3, server_log } => {
+                println!("| attack (from 127.0.0.2 and up) | attacker's answer | attacker's requests or connections | of them answered so | encoder PUT p50 unloaded / under attack ms | p99 unloaded ms | p99 under attack ms | p99 ratio | server log KB/s |");
+                println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+                let attacks = tandem_bench::hostile::Attack::ALL;
+                tandem_bench::hostile::report(&t, Some(s3), uploads, size, &attacks, server_log.as_deref(), |r| {
+                    println!(
+                        "| {} | {} | {} | {} | {:.2} / {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                        r.attack.label(),
+                        r.attack.expected(),
+                        r.sent,
+                        r.limited,
+                        r.baseline.p50_ms,
+                        r.loaded.p50_ms,
+                        r.baseline.p99_ms,
+                        r.loaded.p99_ms,
+                        r.loaded.p99_ms / r.baseline.p99_ms.max(1e-9),
+                        r.log_bytes_per_sec.map_or("–".to_owned(), |b| format!("{:.1}", b / 1e3))
+                    );
                     let _ = std::io::stdout().flush();
                 })
                 .await?;

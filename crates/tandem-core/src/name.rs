@@ -91,6 +91,15 @@ impl Pipeline {
         }
     }
 
+    /// This pipeline's element of a per-pipeline pair, to change it.
+    pub fn of_mut<T>(self, pair: &mut [T; 2]) -> &mut T {
+        let [p0, p1] = pair;
+        match self {
+            Self::P0 => p0,
+            Self::P1 => p1,
+        }
+    }
+
     pub fn other(self) -> Self {
         match self {
             Self::P0 => Self::P1,

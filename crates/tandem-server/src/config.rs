@@ -143,6 +143,8 @@ pub struct ServerConfig {
     pub archive_check_every: Duration,
     /// How late an archive index may arrive before it is raised.
     pub archive_grace: Duration,
+    /// The listeners' limits under hostile load.
+    pub limits: crate::guard::Limits,
 }
 
 impl ServerConfig {
@@ -175,12 +177,14 @@ impl ServerConfig {
             webhooks: Vec::new(),
             archive_check_every: DEFAULT_ARCHIVE_CHECK_EVERY,
             archive_grace: DEFAULT_ARCHIVE_GRACE,
+            limits: Default::default(),
         }
     }
 
     /// Refuses settings the server cannot run with (the webhooks are
     /// checked by [`crate::webhooks::check_all`]).
     pub fn check(&self) -> Result<(), SettingError> {
+        self.limits.check()?;
         let every = self.archive_check_every;
         if every < Duration::from_secs(1) || every > MAX_ARCHIVE_CHECK_EVERY {
             return Err(SettingError {
@@ -286,6 +290,16 @@ impl ServerConfig {
 /// cors_origins = ["https://player.example.com"] # or ["*"]
 /// archive_check_every_secs = 10  # how often hosted archive pairs are checked
 /// archive_grace_secs = 30        # how late an archive index may arrive
+/// header_read_timeout_secs = 30  # a request head must arrive within (408)
+/// max_header_bytes = 65536       # larger request heads: 431
+/// max_header_lines = 100         # more header lines: 431
+/// max_connections = 10000        # per listener; 0: no limit
+/// max_connections_per_ip = 1000  # per listener and address; 0: no limit
+/// body_min_rate = 1024           # bytes a second over the window; 0: off
+/// body_min_rate_window_secs = 10
+/// auth_failures = 20             # per address and window, then 429; 0: off
+/// auth_failure_window_secs = 60
+/// refusal_log_interval_secs = 10 # one log line per kind of refusal
 ///
 /// [[webhooks]]                   # any number; see crate::webhooks::WebhookSettings
 /// url = "https://alerts.example.com/tandem"
@@ -322,6 +336,16 @@ pub struct FileConfig {
     pub archive_check_every_secs: Option<u64>,
     pub archive_grace_secs: Option<u64>,
     pub webhooks: Option<Vec<crate::webhooks::WebhookSettings>>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub max_header_bytes: Option<usize>,
+    pub max_header_lines: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub body_min_rate: Option<u64>,
+    pub body_min_rate_window_secs: Option<u64>,
+    pub auth_failures: Option<u32>,
+    pub auth_failure_window_secs: Option<u64>,
+    pub refusal_log_interval_secs: Option<u64>,
 }
 
 /// Why a configuration file was refused.
@@ -442,6 +466,37 @@ impl FileConfig {
         if let Some(v) = &self.webhooks {
             cfg.webhooks = v.clone();
         }
+        let l = &mut cfg.limits;
+        if let Some(v) = self.header_read_timeout_secs {
+            l.header_read_timeout = secs(v);
+        }
+        if let Some(v) = self.max_header_bytes {
+            l.max_header_bytes = v;
+        }
+        if let Some(v) = self.max_header_lines {
+            l.max_header_lines = v;
+        }
+        if let Some(v) = self.max_connections {
+            l.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            l.max_connections_per_ip = v;
+        }
+        if let Some(v) = self.body_min_rate {
+            l.body_min_rate = v;
+        }
+        if let Some(v) = self.body_min_rate_window_secs {
+            l.body_min_rate_window = secs(v);
+        }
+        if let Some(v) = self.auth_failures {
+            l.auth_failures = v;
+        }
+        if let Some(v) = self.auth_failure_window_secs {
+            l.auth_failure_window = secs(v);
+        }
+        if let Some(v) = self.refusal_log_interval_secs {
+            l.refusal_log_interval = secs(v);
+        }
     }
 }
 
@@ -479,6 +534,16 @@ mediastore_listen = "off"
 cors_origins = ["https://player.example.com"]
 archive_check_every_secs = 5
 archive_grace_secs = 45
+header_read_timeout_secs = 5
+max_header_bytes = 16384
+max_header_lines = 50
+max_connections = 500
+max_connections_per_ip = 50
+body_min_rate = 2048
+body_min_rate_window_secs = 5
+auth_failures = 7
+auth_failure_window_secs = 30
+refusal_log_interval_secs = 2
 
 [[webhooks]]
 url = "https://alerts.example.com/tandem"
@@ -526,6 +591,16 @@ url = "http://127.0.0.1:9999/hook"
                 cors_origins: Some(vec!["https://player.example.com".into()]),
                 archive_check_every_secs: Some(5),
                 archive_grace_secs: Some(45),
+                header_read_timeout_secs: Some(5),
+                max_header_bytes: Some(16384),
+                max_header_lines: Some(50),
+                max_connections: Some(500),
+                max_connections_per_ip: Some(50),
+                body_min_rate: Some(2048),
+                body_min_rate_window_secs: Some(5),
+                auth_failures: Some(7),
+                auth_failure_window_secs: Some(30),
+                refusal_log_interval_secs: Some(2),
                 webhooks: Some(vec![
                     crate::webhooks::WebhookSettings {
                         url: "https://alerts.example.com/tandem".into(),
@@ -581,6 +656,21 @@ url = "http://127.0.0.1:9999/hook"
         assert_eq!(cfg.archive_check_every, Duration::from_secs(5));
         assert_eq!(cfg.archive_grace, Duration::from_secs(45));
         assert_eq!(cfg.webhooks.len(), 2);
+        assert_eq!(
+            cfg.limits,
+            crate::guard::Limits {
+                header_read_timeout: Duration::from_secs(5),
+                max_header_bytes: 16384,
+                max_header_lines: 50,
+                max_connections: 500,
+                max_connections_per_ip: 50,
+                body_min_rate: 2048,
+                body_min_rate_window: Duration::from_secs(5),
+                auth_failures: 7,
+                auth_failure_window: Duration::from_secs(30),
+                refusal_log_interval: Duration::from_secs(2),
+            }
+        );
         assert_eq!(cfg.check(), Ok(()));
         assert_eq!(parse_s3_listen("off"), Ok(None));
         assert_eq!(

@@ -44,11 +44,31 @@ impl DataDir {
         &self.root
     }
 
+    /// Creates the directory, readable by its owner only (0700). One that
+    /// exists keeps its mode; if others may read it, a warning says so (the
+    /// secrets in it are 0600 either way).
     pub fn create(&self) -> Result<(), ServerError> {
-        std::fs::create_dir_all(&self.root).map_err(|source| ServerError::Data {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&self.root).map_err(|source| ServerError::Data {
             path: self.root.clone(),
             source,
-        })
+        })?;
+        #[cfg(unix)]
+        if let Ok(m) = std::fs::metadata(&self.root) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %self.root.display(),
+                    mode = format!("{mode:o}"),
+                    "the data directory is open to other users; 'chmod 700' it (its secrets are 0600)"
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -71,7 +91,11 @@ impl DataDir {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+            Ok(t) if !t.trim().is_empty() => {
+                // A token written by hand or copied in: the owner's only.
+                restrict(&path).map_err(err)?;
+                return Ok(t.trim().to_owned());
+            }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(err(e)),
@@ -126,4 +150,19 @@ impl DataDir {
         let text = std::fs::read_to_string(self.server_file()).ok()?;
         serde_json::from_str(&text).ok()
     }
+}
+
+/// Makes a secret file readable and writable by its owner only (0600).
+pub fn restrict(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }

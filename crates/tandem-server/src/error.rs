@@ -13,6 +13,9 @@ pub struct HttpError {
     /// Why this request was refused, as counted in metrics.
     pub metric_reason: &'static str,
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// A 401 that is no failed guess (an expired nonce): not counted
+    /// against the client's address.
+    pub not_a_guess: bool,
 }
 
 impl HttpError {
@@ -22,6 +25,7 @@ impl HttpError {
             reason: reason.into(),
             metric_reason,
             headers: Vec::new(),
+            not_a_guess: false,
         }
     }
 
@@ -89,6 +93,9 @@ impl IntoResponse for HttpError {
         );
         for (k, v) in self.headers {
             r.headers_mut().append(k, v);
+        }
+        if self.not_a_guess {
+            r.extensions_mut().insert(crate::guard::NotAGuess);
         }
         r
     }

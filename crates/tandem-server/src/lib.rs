@@ -16,6 +16,7 @@
 //! - [`output`]: `/out/{channel}/…`, the merged output, and its driver.
 //! - [`metrics`]: Prometheus exposition.
 //! - [`listener`]: plain and TLS accept loop, graceful shutdown.
+//! - [`guard`]: the listeners' limits under hostile load.
 //! - [`datadir`]: what lives where in the data directory.
 //! - [`clock`]: wall-clock and monotonic time, injected.
 //! - [`disk`]: free space on the data directory's disk, `disk_low`.
@@ -30,6 +31,7 @@ pub mod datadir;
 pub mod disk;
 mod error;
 pub mod events;
+pub mod guard;
 pub mod ingest;
 pub mod listener;
 pub mod metrics;
@@ -120,6 +122,9 @@ pub struct AppState {
     pub disk: disk::DiskWatch,
     /// UDP and RTP flows.
     pub udp: udp::UdpFlows,
+    /// The listeners' limits, failed authentications per address and the
+    /// bounded log of refusals.
+    pub guard: Arc<guard::Guard>,
 }
 
 impl AppState {
@@ -540,7 +545,9 @@ impl Server {
         };
         s3.on_publish(hook.clone());
         mediastore.on_publish(hook);
+        let guard = Arc::new(guard::Guard::new(cfg.limits.clone(), clock.clone()));
         let state = Arc::new(AppState {
+            guard,
             cfg,
             store,
             channels: Default::default(),
@@ -655,12 +662,15 @@ impl Server {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
+        let guard = self.state.guard.clone();
         let main = listener::serve(
             self.listener,
             self.tls.clone(),
             app(self.state.clone()),
             stopped(),
             grace,
+            guard.clone(),
+            "http",
         );
         let s3 = async {
             if let Some(l) = self.s3_listener {
@@ -669,13 +679,31 @@ impl Server {
                     self.state.keys.clone(),
                     &self.state.cfg.s3,
                 );
-                listener::serve(l, self.tls.clone(), svc, stopped(), grace).await;
+                listener::serve(
+                    l,
+                    self.tls.clone(),
+                    svc,
+                    stopped(),
+                    grace,
+                    guard.clone(),
+                    "s3",
+                )
+                .await;
             }
         };
         let mediastore = async {
             if let Some(l) = self.mediastore_listener {
                 let svc = self.state.mediastore.router();
-                listener::serve(l, self.tls.clone(), svc, stopped(), grace).await;
+                listener::serve(
+                    l,
+                    self.tls.clone(),
+                    svc,
+                    stopped(),
+                    grace,
+                    guard.clone(),
+                    "mediastore",
+                )
+                .await;
             }
         };
         let watch = tokio::spawn(archive_watch::run(self.state.clone()));

@@ -65,6 +65,18 @@ pub struct ChannelDb {
 impl ChannelDb {
     /// Opens or creates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        // It holds every input's password: created 0600 (redb takes an
+        // empty file as a new database), and tightened if it was not.
+        let secret = |e: std::io::Error| RegistryError::Database {
+            path: path.into(),
+            message: e.to_string(),
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        drop(opts.open(path).map_err(secret)?);
+        crate::datadir::restrict(path).map_err(secret)?;
         let db = match Database::create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
@@ -189,6 +201,35 @@ impl ChannelDb {
                 None => return Err(RegistryError::NotFound(id.to_string())),
             };
             spec.retention = retention;
+            let json = serde_json::to_string(&spec).map_err(|e| self.err(e))?;
+            t.insert(id.as_str(), json.as_str())
+                .map_err(|e| self.err(e))?;
+            spec
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(spec)
+    }
+
+    /// Gives one input new credentials (a new password, the same
+    /// username); the other input is untouched.
+    pub fn rotate_password(
+        &self,
+        id: &ChannelId,
+        p: Pipeline,
+    ) -> Result<ChannelSpec, RegistryError> {
+        let password =
+            crate::util::random_token(24).map_err(|e| RegistryError::Random(e.to_string()))?;
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let spec = {
+            let mut t = txn.open_table(CHANNELS).map_err(|e| self.err(e))?;
+            let mut spec: ChannelSpec = match t.get(id.as_str()).map_err(|e| self.err(e))? {
+                Some(v) => serde_json::from_str(v.value()).map_err(|e| RegistryError::Corrupt {
+                    id: id.to_string(),
+                    message: e.to_string(),
+                })?,
+                None => return Err(RegistryError::NotFound(id.to_string())),
+            };
+            p.of_mut(&mut spec.inputs).password = password;
             let json = serde_json::to_string(&spec).map_err(|e| self.err(e))?;
             t.insert(id.as_str(), json.as_str())
                 .map_err(|e| self.err(e))?;
@@ -390,13 +431,42 @@ impl InputStats {
 #[derive(Debug)]
 pub struct LiveChannel {
     pub id: ChannelId,
+    /// The definition as loaded; the inputs' credentials in it are those
+    /// at load time: [`credentials`](Self::credentials) has the current.
     pub spec: ChannelSpec,
     pub inputs: [InputStats; 2],
+    credentials: RwLock<[InputCredentials; 2]>,
 }
 
 impl LiveChannel {
     pub fn input(&self, p: Pipeline) -> &InputStats {
         p.of(&self.inputs)
+    }
+
+    /// The credentials that open input `p` now.
+    pub fn credentials(&self, p: Pipeline) -> InputCredentials {
+        let all = self
+            .credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.of(&all).clone()
+    }
+
+    /// Replaces input `p`'s credentials: the next request is checked
+    /// against the new ones.
+    pub fn set_credentials(&self, p: Pipeline, c: InputCredentials) {
+        let mut all = self
+            .credentials
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *p.of_mut(&mut all) = c;
+    }
+
+    /// The definition with the current credentials.
+    pub fn current_spec(&self) -> ChannelSpec {
+        let mut spec = self.spec.clone();
+        spec.inputs = Pipeline::BOTH.map(|p| self.credentials(p));
+        spec
     }
 }
 
@@ -431,6 +501,7 @@ impl Channels {
         })?;
         let live = Arc::new(LiveChannel {
             id: id.clone(),
+            credentials: RwLock::new(spec.inputs.clone()),
             spec,
             inputs: Default::default(),
         });

@@ -104,7 +104,13 @@ impl LocalStore {
         let objects = root.join("objects");
         let staging = root.join("staging");
         for dir in [&objects, &staging] {
-            fs::create_dir_all(dir).map_err(|e| StoreError::from_io("create", dir.display(), e))?;
+            // The owner's only, like the data directory around them.
+            let mut b = fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(dir)
+                .map_err(|e| StoreError::from_io("create", dir.display(), e))?;
         }
         let mut removed = 0usize;
         let entries = fs::read_dir(&staging)

@@ -457,3 +457,50 @@ fn a_channel_s_input_history_is_set_with_the_cli_and_kept_with_the_channel() {
             .is_none()
     );
 }
+
+#[test]
+fn rotate_password_prints_the_new_one_once_and_only_that_input_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let t = Tandem::start(&data, &[]);
+    let (ok, out, err) = cli(&data, &["channel", "create", "news", "--json"]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let (old1, kept0) = (input(&v, 1), input(&v, 0));
+    // Through the running server's API: in force at once.
+    let (ok, out, err) = cli(&data, &["channel", "rotate-password", "news", "1"]);
+    assert!(ok, "{err}");
+    let new_password = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password:"))
+        .map(|p| p.trim().to_owned())
+        .unwrap_or_else(|| panic!("no password printed:\n{out}"));
+    assert_ne!(new_password, old1.password);
+    assert!(
+        out.contains(&old1.username) && !out.contains(&kept0.password),
+        "only the rotated input is printed:\n{out}"
+    );
+    let new1 = Input {
+        password: new_password,
+        ..old1.clone()
+    };
+    assert_eq!(
+        t.request("PUT", "/in/news/1/a.ts", Some(&old1), b"x").0,
+        401
+    );
+    assert_eq!(
+        t.request("PUT", "/in/news/1/a.ts", Some(&new1), b"x").0,
+        201
+    );
+    assert_eq!(
+        t.request("PUT", "/in/news/0/a.ts", Some(&kept0), b"x").0,
+        201
+    );
+    let (ok, out, _) = cli(&data, &["channel", "show", "news", "--json"]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(input(&shown, 1).password, new1.password);
+    assert_eq!(input(&shown, 0).password, kept0.password);
+    let (ok, _, err) = cli(&data, &["channel", "rotate-password", "news", "2"]);
+    assert!(!ok && err.contains('2'), "{err}");
+}

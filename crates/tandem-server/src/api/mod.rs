@@ -12,6 +12,9 @@
 //!   newest last.
 //! - `POST /api/v1/channels/{id}/reset`: starts the channel's output
 //!   afresh (a new event); answers each playlist's new media sequence.
+//! - `POST /api/v1/channels/{id}/inputs/{pipeline}/rotate-password`: a
+//!   new password for one input, in force at once; answers the channel
+//!   with its new credentials.
 //! - [`status`]: `GET /api/v1/status`, everything at a glance, and
 //!   `GET /api/v1/events/stream`, every event as it happens (SSE).
 //! - [`archives`]: `/api/v1/archives`, archive pairs of S3 buckets.
@@ -189,7 +192,7 @@ pub fn channel_view(
 fn live_view(st: &AppState, ch: &LiveChannel) -> ChannelView {
     let now = st.clock.now();
     let snaps = Pipeline::BOTH.map(|p| ch.input(p).snapshot(now, st.cfg.input_loss_after));
-    let mut view = channel_view(&ch.spec, &st.cfg.base_url(), Some(snaps));
+    let mut view = channel_view(&ch.current_spec(), &st.cfg.base_url(), Some(snaps));
     if let Some(out) = st.outputs.get(&ch.id) {
         view.stored_bytes = out.retention.stored_bytes();
         // The running setting: it may have changed since the channel
@@ -472,6 +475,29 @@ async fn reset(
     Ok(axum::Json(ResetView { renditions }).into_response())
 }
 
+async fn rotate_password(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path((id, pipeline)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin(&st, &headers)?;
+    let id = channel_id(&id)?;
+    let p =
+        Pipeline::parse(&pipeline).map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    let spec = st.db.rotate_password(&id, p)?;
+    // Durable first, then in force: the next request with the old
+    // password is refused.
+    if let Some(ch) = st.channels.get(&id) {
+        ch.set_credentials(p, spec.credentials(p).clone());
+    }
+    tracing::info!(channel = %id, pipeline = %p, "input password rotated");
+    let view = match st.channels.get(&id) {
+        Some(ch) => live_view(&st, &ch),
+        None => channel_view(&spec, &st.cfg.base_url(), None),
+    };
+    Ok(axum::Json(view).into_response())
+}
+
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/api/v1/channels", get(list).post(create))
@@ -483,6 +509,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/status", get(status::get_status))
         .route("/api/v1/events/stream", get(status::stream_events))
         .route("/api/v1/channels/{id}/reset", axum::routing::post(reset))
+        .route(
+            "/api/v1/channels/{id}/inputs/{pipeline}/rotate-password",
+            axum::routing::post(rotate_password),
+        )
         .route(
             "/api/v1/archives",
             get(archives::list).post(archives::create),

@@ -132,16 +132,22 @@ fn authenticate(st: &AppState, t: &Target, parts: &Parts) -> Result<(), HttpErro
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let creds = t.channel.spec.credentials(t.pipeline);
+    let creds = t.channel.credentials(t.pipeline);
     match st
         .auth
-        .verify(now, header, parts.method.as_str(), uri, creds)
+        .verify(now, header, parts.method.as_str(), uri, &creds)
     {
         Ok(()) => Ok(()),
         Err(e) => {
             let stale = e == crate::auth::AuthError::Stale;
-            if header.is_some() {
-                tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, reason = %e, "ingest authentication refused");
+            if header.is_some()
+                && let Some(left_out) = st.guard.log_allowed("ingest/authentication")
+            {
+                let peer = parts
+                    .extensions
+                    .get::<crate::guard::PeerAddr>()
+                    .map(|p| p.0.ip());
+                tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, peer = ?peer, reason = %e, left_out, "ingest authentication refused");
             }
             let mut err = HttpError::new(
                 StatusCode::UNAUTHORIZED,
@@ -153,6 +159,7 @@ fn authenticate(st: &AppState, t: &Target, parts: &Parts) -> Result<(), HttpErro
                     err = err.with_header(header::WWW_AUTHENTICATE, v);
                 }
             }
+            err.not_a_guess = stale;
             Err(err)
         }
     }
@@ -218,7 +225,16 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     );
     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
     if status.is_client_error() || status.is_server_error() {
-        tracing::info!(method = %parts.method, path = parts.uri.path(), status = status.as_u16(), reason, elapsed_ms, "ingest refused");
+        // Bounded: a client refused at full speed writes one line per
+        // interval and reason, with the count of those left out.
+        let key = format!("ingest/{}", reason.unwrap_or("status"));
+        if let Some(left_out) = st.guard.log_allowed(&key) {
+            let peer = parts
+                .extensions
+                .get::<crate::guard::PeerAddr>()
+                .map(|p| p.0.ip());
+            tracing::info!(method = %parts.method, path = parts.uri.path(), peer = ?peer, status = status.as_u16(), reason, elapsed_ms, left_out, "ingest refused");
+        }
     } else {
         tracing::debug!(method = %parts.method, path = parts.uri.path(), status = status.as_u16(), elapsed_ms, "ingest");
     }

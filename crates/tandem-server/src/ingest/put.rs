@@ -51,7 +51,9 @@ pub(super) async fn put(
     loop {
         let frame = match tokio::time::timeout(st.cfg.body_idle_timeout, body.frame()).await {
             Err(_) => {
-                tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, path = %t.path, received = staged.written(), "upload stalled; discarded");
+                if let Some(left_out) = st.guard.log_allowed("ingest/stalled") {
+                    tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, path = %t.path, received = staged.written(), left_out, "upload stalled; discarded");
+                }
                 return Err(HttpError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "timeout",
@@ -63,7 +65,18 @@ pub(super) async fn put(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, path = %t.path, received = staged.written(), error = %e, "upload broken off; discarded");
+                if let Some(slow) = crate::guard::body::too_slow(&e) {
+                    // Logged, at a bounded rate, where it was ended.
+                    return Err(HttpError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "too_slow",
+                        slow.to_string(),
+                    ));
+                }
+                // Bounded: a client can break off uploads at full speed.
+                if let Some(left_out) = st.guard.log_allowed("ingest/broken_off") {
+                    tracing::warn!(channel = %t.channel.id, pipeline = %t.pipeline, path = %t.path, received = staged.written(), error = %e, left_out, "upload broken off; discarded");
+                }
                 return Err(HttpError::new(
                     StatusCode::BAD_REQUEST,
                     "incomplete",

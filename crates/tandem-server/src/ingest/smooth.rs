@@ -218,6 +218,13 @@ impl Push<'_> {
                 }
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
+                    if let Some(slow) = crate::guard::body::too_slow(&e) {
+                        return Err(HttpError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "too_slow",
+                            format!("{slow}; fragments received whole are kept"),
+                        ));
+                    }
                     return Err(HttpError::new(
                         StatusCode::BAD_REQUEST,
                         "incomplete",

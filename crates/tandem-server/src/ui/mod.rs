@@ -105,16 +105,38 @@ fn form_token(body: &[u8]) -> Option<String> {
         .map(|(_, v)| v.trim().to_owned())
 }
 
-async fn login(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn login(
+    State(st): State<Arc<AppState>>,
+    peer: Option<axum::Extension<crate::guard::PeerAddr>>,
+    body: Bytes,
+) -> Response {
+    // The form carries no Authorization header, so the listener cannot
+    // tell it is a guess: the limit is applied here.
+    let ip = peer.map(|p| p.0.0.ip());
+    if let Some(wait) = ip.and_then(|ip| st.guard.auth_blocked(ip)) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Some(left_out) = st.guard.refused("http", "auth_rate_limited") {
+            tracing::warn!(peer = ?ip, retry_after_secs = secs, left_out, "status page sign-in refused with 429: too many failures from this address");
+        }
+        let mut r = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong tokens from this address; wait a little.",
+        );
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        return r;
+    }
     let ok = form_token(&body)
         .is_some_and(|t| bool::from(t.as_bytes().ct_eq(st.admin_token.as_bytes())));
     if !ok {
         metrics::counter!("tandem_ui_sign_ins_total", "result" => "refused").increment(1);
-        tracing::warn!("status page sign-in refused");
-        return login_page(
+        let mut r = login_page(
             StatusCode::UNAUTHORIZED,
             "That is not the admin token. It is in the file admin-token in the data directory.",
         );
+        // Counted and logged (bounded) by the listener.
+        r.extensions_mut().insert(crate::guard::AuthFailed);
+        return r;
     }
     metrics::counter!("tandem_ui_sign_ins_total", "result" => "accepted").increment(1);
     let cookie = session::set_cookie(

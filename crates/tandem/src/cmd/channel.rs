@@ -1,4 +1,4 @@
-//! `tandem channel create|list|show|retention|delete|reset`.
+//! `tandem channel create|list|show|retention|delete|reset|rotate-password`.
 //!
 //! With a server running on the data directory (found through its
 //! `server.json`), or with `--server URL`, the command goes through the
@@ -52,6 +52,13 @@ enum ChannelCommand {
     /// Start the channel's output afresh (a new event): new media sequence
     /// numbers, the old segments removed after the grace period.
     Reset { id: String },
+    /// Give one input a new password, in force at once (the old one stops
+    /// working; the other input and the output are untouched), and print it.
+    RotatePassword {
+        id: String,
+        /// The input: 0 or 1.
+        pipeline: String,
+    },
 }
 
 pub fn run(
@@ -129,6 +136,26 @@ pub fn run(
                 tandem_core::RetentionSettings { input_secs: secs },
             )?;
             output(args.control.json, &view, || print_channel(&view))
+        }
+        ChannelCommand::RotatePassword { id, pipeline } => {
+            let p = tandem_core::Pipeline::parse(&pipeline)?;
+            let view = rotate_password(&target, &id, p)?;
+            output(args.control.json, &view, || {
+                let Some(i) = view.inputs.iter().find(|i| i.pipeline == p.index()) else {
+                    return;
+                };
+                println!(
+                    "channel {}: input {} has a new password",
+                    view.id, i.pipeline
+                );
+                println!("  URL:      {}", i.url);
+                println!("  username: {}", i.username);
+                println!("  password: {}", i.password);
+                println!(
+                    "the old password no longer works; input {} is unchanged",
+                    p.other().index()
+                );
+            })
         }
         ChannelCommand::Reset { id } => {
             let view = reset(&target, &id)?;
@@ -264,6 +291,29 @@ fn set_retention(
         )?),
         Target::Database { data, base_url } => {
             let spec = open_db(data)?.set_retention(&cid, retention)?;
+            Ok(channel_view(&spec, base_url, None))
+        }
+    }
+}
+
+fn rotate_password(
+    target: &Target,
+    id: &str,
+    p: tandem_core::Pipeline,
+) -> anyhow::Result<ChannelView> {
+    let cid = parse_id(id)?;
+    match target {
+        Target::Api { .. } => Ok(serde_json::from_str(
+            &api_call(
+                target,
+                "POST",
+                &format!("/api/v1/channels/{cid}/inputs/{p}/rotate-password"),
+                None,
+            )?
+            .1,
+        )?),
+        Target::Database { data, base_url } => {
+            let spec = open_db(data)?.rotate_password(&cid, p)?;
             Ok(channel_view(&spec, base_url, None))
         }
     }

@@ -101,7 +101,7 @@ pub fn choose_target(
 }
 
 pub fn open_db(data: &DataDir) -> anyhow::Result<ChannelDb> {
-    std::fs::create_dir_all(data.root())
+    data.create()
         .with_context(|| format!("cannot create {}", data.root().display()))?;
     match ChannelDb::open(&data.db_path()) {
         Ok(db) => Ok(db),

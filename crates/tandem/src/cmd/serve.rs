@@ -40,6 +40,79 @@ pub struct ServeArgs {
     /// Seconds an archive index may arrive late before it is raised. [default: 30]
     #[arg(long, value_name = "SECS", env = "TANDEM_ARCHIVE_GRACE")]
     archive_grace: Option<u64>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The listeners' limits under hostile load (see README, Configuration).
+#[derive(Debug, Args)]
+struct LimitArgs {
+    /// Seconds a request head may take to arrive (then 408). [default: 30]
+    #[arg(long, value_name = "SECS", env = "TANDEM_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<u64>,
+    /// Largest request head in bytes (then 431). [default: 65536]
+    #[arg(long, value_name = "BYTES", env = "TANDEM_MAX_HEADER_BYTES")]
+    max_header_bytes: Option<usize>,
+    /// Most header lines in a request (then 431). [default: 100]
+    #[arg(long, value_name = "N", env = "TANDEM_MAX_HEADER_LINES")]
+    max_header_lines: Option<usize>,
+    /// Open connections per listener; 0: no limit. [default: 10000]
+    #[arg(long, value_name = "N", env = "TANDEM_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Open connections per source address and listener; 0: no limit. [default: 1000]
+    #[arg(long, value_name = "N", env = "TANDEM_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Slowest request body kept, in bytes a second; 0: no minimum. [default: 1024]
+    #[arg(long, value_name = "BYTES", env = "TANDEM_BODY_MIN_RATE")]
+    body_min_rate: Option<u64>,
+    /// Seconds over which the body rate is measured. [default: 10]
+    #[arg(long, value_name = "SECS", env = "TANDEM_BODY_MIN_RATE_WINDOW")]
+    body_min_rate_window: Option<u64>,
+    /// Failed authentications per source address and window before 429; 0: no limit. [default: 20]
+    #[arg(long, value_name = "N", env = "TANDEM_AUTH_FAILURES")]
+    auth_failures: Option<u32>,
+    /// Seconds of the failed-authentication window. [default: 60]
+    #[arg(long, value_name = "SECS", env = "TANDEM_AUTH_FAILURE_WINDOW")]
+    auth_failure_window: Option<u64>,
+    /// Seconds between two log lines of one kind of refusal. [default: 10]
+    #[arg(long, value_name = "SECS", env = "TANDEM_REFUSAL_LOG_INTERVAL")]
+    refusal_log_interval: Option<u64>,
+}
+
+impl LimitArgs {
+    fn apply(&self, l: &mut tandem_server::guard::Limits) {
+        let secs = std::time::Duration::from_secs;
+        if let Some(v) = self.header_read_timeout {
+            l.header_read_timeout = secs(v);
+        }
+        if let Some(v) = self.max_header_bytes {
+            l.max_header_bytes = v;
+        }
+        if let Some(v) = self.max_header_lines {
+            l.max_header_lines = v;
+        }
+        if let Some(v) = self.max_connections {
+            l.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_ip {
+            l.max_connections_per_ip = v;
+        }
+        if let Some(v) = self.body_min_rate {
+            l.body_min_rate = v;
+        }
+        if let Some(v) = self.body_min_rate_window {
+            l.body_min_rate_window = secs(v);
+        }
+        if let Some(v) = self.auth_failures {
+            l.auth_failures = v;
+        }
+        if let Some(v) = self.auth_failure_window {
+            l.auth_failure_window = secs(v);
+        }
+        if let Some(v) = self.refusal_log_interval {
+            l.refusal_log_interval = secs(v);
+        }
+    }
 }
 
 pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<()> {
@@ -70,6 +143,7 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: ServeArgs) -> a
     if let Some(v) = args.archive_grace {
         cfg.archive_grace = std::time::Duration::from_secs(v);
     }
+    args.limits.apply(&mut cfg.limits);
     cfg.webhooks.extend(
         args.webhooks
             .into_iter()
