@@ -241,7 +241,13 @@ async fn two_pipelines_one_cut_mid_fragment_give_one_whole_output() {
     let p1 = stored(1);
     assert_eq!(p1.len(), 3, "video 0 and 2 s, audio 2 s: {p1:?}");
     assert!(!p1.iter().any(|n| n.starts_with("40000000-")), "{p1:?}");
-    assert_eq!(s.staged_files(), 0, "no partial fragment left behind");
+    // The cut fragment's staged bytes are discarded when its writer is
+    // dropped, which may finish just after the push is counted as broken.
+    assert!(
+        s.eventually(|| s.staged_files() == 0).await,
+        "no partial fragment left behind: {} staged",
+        s.staged_files()
+    );
 
     let r = push(&s, "sm", 0, &body).await;
     assert_eq!(r.status, 200, "{}", r.text());
