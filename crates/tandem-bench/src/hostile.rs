@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::client::Conn;
 use crate::scenarios::{Percentiles, Target};
 
 /// One input's credentials.
@@ -30,27 +29,7 @@ pub struct Creds {
 
 /// Creates (or re-creates) a channel; input 0's credentials.
 pub async fn channel(t: &Target, id: &str) -> anyhow::Result<Creds> {
-    let mut c = Conn::new(t.addr);
-    let bearer = format!("Bearer {}", t.token);
-    c.request(
-        "DELETE",
-        &format!("/api/v1/channels/{id}"),
-        Some(&bearer),
-        b"",
-    )
-    .await?;
-    let r = c
-        .request(
-            "POST",
-            "/api/v1/channels",
-            Some(&bearer),
-            format!("{{\"id\":\"{id}\"}}").as_bytes(),
-        )
-        .await?;
-    if r.status != 201 {
-        bail!("creating channel {id}: HTTP {}", r.status);
-    }
-    let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+    let v = crate::scenarios::create_channel_view(t, id).await?;
     let i = &v["inputs"][0];
     Ok(Creds {
         username: i["username"].as_str().context("username")?.to_owned(),

@@ -20,8 +20,9 @@ pub struct Target {
     pub pid: Option<u32>,
 }
 
-/// Creates (or re-creates) a channel; returns both inputs' Basic headers.
-pub async fn create_channel(t: &Target, id: &str) -> anyhow::Result<[String; 2]> {
+/// Creates (or re-creates) a channel; returns the control API's answer
+/// (its `inputs[]` carry each pipeline's `username` and `password`).
+pub async fn create_channel_view(t: &Target, id: &str) -> anyhow::Result<serde_json::Value> {
     let mut c = Conn::new(t.addr);
     let bearer = format!("Bearer {}", t.token);
     c.request(
@@ -46,7 +47,12 @@ pub async fn create_channel(t: &Target, id: &str) -> anyhow::Result<[String; 2]>
             String::from_utf8_lossy(&r.body)
         );
     }
-    let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+    Ok(serde_json::from_slice(&r.body)?)
+}
+
+/// Creates (or re-creates) a channel; returns both inputs' Basic headers.
+pub async fn create_channel(t: &Target, id: &str) -> anyhow::Result<[String; 2]> {
+    let v = create_channel_view(t, id).await?;
     let cred = |p: usize| -> anyhow::Result<String> {
         let i = &v["inputs"][p];
         Ok(basic(
