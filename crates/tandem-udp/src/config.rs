@@ -150,6 +150,15 @@ mod tests {
             bytes::Bytes::from_static(&[0x80; 200]),
         );
         m.on_tick(t0 + Duration::from_secs(1));
+        // The engine keeps the clamped settings, and whatever it waits for
+        // it waits at most those.
+        assert_eq!(m.config().skew_window, MAX_DURATION);
+        assert!(
+            m.next_deadline()
+                .is_none_or(|d| d <= t0 + Duration::from_secs(1) + 3 * MAX_DURATION),
+            "{:?}",
+            m.next_deadline()
+        );
         let mut s = crate::LossSwitch::new(SwitchConfig {
             silence: Duration::MAX,
             cc_errors: 0,
