@@ -134,12 +134,83 @@ proptest! {
         fmp4 in any::<bool>(),
         encrypted in any::<bool>(),
     ) {
-        let cfg = MergeConfig { prefer: prefer.map(pipeline), hold_down: Duration::from_secs(5), ..MergeConfig::default() };
+        check(ops, pdt, prefer, window, fmp4, encrypted)?;
+    }
+}
+
+/// A schedule found by the property test once: restarts, a reboot, both
+/// ends, a reset with no jump and late stores. The output must resume
+/// where its numbering left off.
+#[test]
+fn restart_reboot_end_reset_and_late_stores_resume_in_order() {
+    use Op::*;
+    let ops = vec![
+        Restart { p: 1 },
+        Segment {
+            p: 0,
+            stored: false,
+        },
+        Segment { p: 1, stored: true },
+        Restart { p: 1 },
+        Tick { ms: 1 },
+        Tick { ms: 1 },
+        Tick { ms: 1 },
+        Segment { p: 1, stored: true },
+        Reboot,
+        End { p: 0, short: false },
+        End { p: 1, short: true },
+        Restart { p: 0 },
+        Tick { ms: 2600 },
+        Reset { jump: 0 },
+        Segment {
+            p: 1,
+            stored: false,
+        },
+        Segment {
+            p: 1,
+            stored: false,
+        },
+        LateStore { p: 0 },
+        LateStore { p: 0 },
+        Segment { p: 0, stored: true },
+    ];
+    if let Err(e) = check(ops, false, None, 2, false, false) {
+        panic!("{e}");
+    }
+}
+
+fn check(
+    ops: Vec<Op>,
+    pdt: bool,
+    prefer: Option<usize>,
+    window: u64,
+    fmp4: bool,
+    encrypted: bool,
+) -> Result<(), TestCaseError> {
+    {
+        let cfg = MergeConfig {
+            prefer: prefer.map(pipeline),
+            hold_down: Duration::from_secs(5),
+            ..MergeConfig::default()
+        };
         let mut m = RenditionMerge::new(cfg);
         let t0 = Instant::now();
         let mut now = t0;
         let base = pdt.then_some(1_795_579_200_000i64);
-        let mut enc: Vec<Encoder> = (0..2).map(|p| Encoder { p, fmp4, encrypted, epoch: 0, next: 0, window, pdt_base: base, incomplete: vec![], ended: false, short_last: false }).collect();
+        let mut enc: Vec<Encoder> = (0..2)
+            .map(|p| Encoder {
+                p,
+                fmp4,
+                encrypted,
+                epoch: 0,
+                next: 0,
+                window,
+                pdt_base: base,
+                incomplete: vec![],
+                ended: false,
+                short_last: false,
+            })
+            .collect();
         let mut stored: HashSet<(usize, String)> = HashSet::new();
         let mut seen: HashMap<u64, (String, f64, Option<i64>)> = HashMap::new();
         // Until an encoder restarts, both pipelines number the same
@@ -168,7 +239,9 @@ proptest! {
             let events = match op {
                 Op::Segment { p, stored: s } => {
                     let e = &mut enc[p];
-                    if e.ended { continue; }
+                    if e.ended {
+                        continue;
+                    }
                     let uri = e.uri(e.next);
                     e.next += 1;
                     let mut ev = Vec::new();
@@ -184,7 +257,9 @@ proptest! {
                     ev
                 }
                 Op::LateStore { p } => {
-                    let Some(uri) = enc[p].incomplete.pop() else { continue };
+                    let Some(uri) = enc[p].incomplete.pop() else {
+                        continue;
+                    };
                     stored.insert((p, uri.clone()));
                     m.on_segment_stored(now, pipeline(p), &uri)
                 }
@@ -202,15 +277,21 @@ proptest! {
                 Op::Reboot => {
                     let json = serde_json::to_string(&m.save()).unwrap();
                     let saved: tandem_hls::SavedMerge = serde_json::from_str(&json).unwrap();
-                    let before = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)).map(|p| p.serialize());
+                    let before = m
+                        .playlist(|s| format!("p{}/{}", s.from, s.source_uri))
+                        .map(|p| p.serialize());
                     m = RenditionMerge::restore(m.config().clone(), &saved, now).unwrap();
-                    let after = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)).map(|p| p.serialize());
+                    let after = m
+                        .playlist(|s| format!("p{}/{}", s.from, s.source_uri))
+                        .map(|p| p.serialize());
                     prop_assert_eq!(before, after, "a restored engine serves the same playlist");
                     Vec::new()
                 }
                 Op::End { p, short } => {
                     let e = &mut enc[p];
-                    if e.next == 0 || e.ended { continue; }
+                    if e.next == 0 || e.ended {
+                        continue;
+                    }
                     let mut ev = Vec::new();
                     if short {
                         // A last, short segment, published with ENDLIST.
@@ -233,15 +314,26 @@ proptest! {
                 Op::Reset { jump } => {
                     let base = m.resume_point().0 + jump;
                     let ev = m.reset(now, base);
-                    let next = ev.iter().find_map(|e| match e { Event::Reset { media_sequence, .. } => Some(*media_sequence), _ => None });
+                    let next = ev.iter().find_map(|e| match e {
+                        Event::Reset { media_sequence, .. } => Some(*media_sequence),
+                        _ => None,
+                    });
                     prop_assert_eq!(next, Some(base), "a reset starts at the base it was given");
                     ev
                 }
             };
             m.check_invariants();
             for e in &events {
-                if let Event::SegmentAdded { from, source_uri, .. } = e {
-                    prop_assert!(added.insert((*from, source_uri.clone())), "{} from {} went out twice", source_uri, from);
+                if let Event::SegmentAdded {
+                    from, source_uri, ..
+                } = e
+                {
+                    prop_assert!(
+                        added.insert((*from, source_uri.clone())),
+                        "{} from {} went out twice",
+                        source_uri,
+                        from
+                    );
                 }
             }
             // Every decision due now was applied: a deadline is in the
@@ -249,65 +341,157 @@ proptest! {
             if let Some(d) = m.next_deadline() {
                 prop_assert!(d > now, "a deadline {:?} at or before now", now - d);
             }
-            let Some(pl) = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)) else { continue };
+            let Some(pl) = m.playlist(|s| format!("p{}/{}", s.from, s.source_uri)) else {
+                continue;
+            };
             for (i, s) in pl.segments.iter().enumerate() {
-                marked.entry(pl.media_sequence + i as u64).or_insert(s.discontinuity);
+                marked
+                    .entry(pl.media_sequence + i as u64)
+                    .or_insert(s.discontinuity);
             }
-            let reset_at = events.iter().find_map(|e| match e { Event::Reset { media_sequence, .. } => Some(*media_sequence), _ => None });
+            let reset_at = events.iter().find_map(|e| match e {
+                Event::Reset { media_sequence, .. } => Some(*media_sequence),
+                _ => None,
+            });
             let reset = reset_at.is_some();
             // Whether position `msn` carried a discontinuity: in a served
             // playlist, or as it left the window during this step.
-            let removed: HashMap<u64, bool> = events.iter().filter_map(|e| match e { Event::SegmentRemoved { media_sequence, discontinuity, .. } => Some((*media_sequence, *discontinuity)), _ => None }).collect();
+            let removed: HashMap<u64, bool> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::SegmentRemoved {
+                        media_sequence,
+                        discontinuity,
+                        ..
+                    } => Some((*media_sequence, *discontinuity)),
+                    _ => None,
+                })
+                .collect();
             let was_marked = |msn: u64| marked.get(&msn).or(removed.get(&msn)).copied();
             let ended_now = was_ended || events.iter().any(|e| matches!(e, Event::Ended { .. }));
-            for e in &events {
+            for (i, e) in events.iter().enumerate() {
                 if let Event::Resumed { media_sequence, .. } = e {
                     // Only an ended output resumes; its numbering carries on
-                    // and the first new segment is marked.
+                    // from what went out before it (this step's earlier
+                    // segments included) and the first new segment is marked.
                     prop_assert!(ended_now, "resumed an output that had not ended");
-                    let next = seen.keys().filter(|k| **k < *media_sequence).max().map(|k| k + 1);
-                    prop_assert!(next.is_none_or(|n| n == *media_sequence), "resumed at {} after {:?}", media_sequence, next);
-                    prop_assert_eq!(was_marked(*media_sequence), Some(true), "the first segment after a resume carries a discontinuity");
+                    let added_before = events[..i].iter().filter_map(|e| match e {
+                        Event::SegmentAdded { media_sequence, .. } => Some(*media_sequence),
+                        _ => None,
+                    });
+                    let next = seen
+                        .keys()
+                        .copied()
+                        .chain(added_before)
+                        .filter(|k| *k < *media_sequence)
+                        .max()
+                        .map(|k| k + 1);
+                    prop_assert!(
+                        next.is_none_or(|n| n == *media_sequence),
+                        "resumed at {} after {:?}",
+                        media_sequence,
+                        next
+                    );
+                    prop_assert_eq!(
+                        was_marked(*media_sequence),
+                        Some(true),
+                        "the first segment after a resume carries a discontinuity"
+                    );
                 }
             }
             // A reset output starts at its base with a discontinuity.
             if let Some(base) = reset_at {
-                prop_assert!(pl.media_sequence >= base, "a reset output starts at its base");
-                prop_assert!(was_marked(base).is_none_or(|d| d), "the first segment after a reset carries a discontinuity");
+                prop_assert!(
+                    pl.media_sequence >= base,
+                    "a reset output starts at its base"
+                );
+                prop_assert!(
+                    was_marked(base).is_none_or(|d| d),
+                    "the first segment after a reset carries a discontinuity"
+                );
             }
             // The media sequence never goes backwards.
             if let Some(prev) = last_msn {
-                prop_assert!(pl.media_sequence >= prev, "media sequence went from {} to {}", prev, pl.media_sequence);
+                prop_assert!(
+                    pl.media_sequence >= prev,
+                    "media sequence went from {} to {}",
+                    prev,
+                    pl.media_sequence
+                );
             }
             last_msn = Some(pl.media_sequence);
             // The target duration never changes.
-            prop_assert_eq!(*target.get_or_insert(pl.target_duration), pl.target_duration);
+            prop_assert_eq!(
+                *target.get_or_insert(pl.target_duration),
+                pl.target_duration
+            );
             // The discontinuity sequence counts exactly the discontinuities that left.
-            let left = events.iter().filter(|e| matches!(e, Event::SegmentRemoved { discontinuity: true, .. })).count() as u64;
+            let left = events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        Event::SegmentRemoved {
+                            discontinuity: true,
+                            ..
+                        }
+                    )
+                })
+                .count() as u64;
             prop_assert_eq!(pl.discontinuity_sequence, last_dsn + left);
             last_dsn = pl.discontinuity_sequence;
             for (i, s) in pl.segments.iter().enumerate() {
                 let msn = pl.media_sequence + i as u64;
                 // A segment keeps its URI, duration and position.
-                let first = seen.entry(msn).or_insert_with(|| (s.uri.clone(), s.duration, s.program_date_time));
+                let first = seen
+                    .entry(msn)
+                    .or_insert_with(|| (s.uri.clone(), s.duration, s.program_date_time));
                 prop_assert_eq!(&first.0, &s.uri);
                 prop_assert_eq!(first.1, s.duration);
                 // Program date-times strictly increase along the output:
                 // no moment goes out twice, none goes back in time.
-                if let (Some(t), Some((_, _, Some(prev)))) = (s.program_date_time, msn.checked_sub(1).and_then(|p| seen.get(&p))) {
-                    prop_assert!(t > *prev, "output {} starts at {} after {} at {}", msn, t, msn - 1, prev);
+                if let (Some(t), Some((_, _, Some(prev)))) = (
+                    s.program_date_time,
+                    msn.checked_sub(1).and_then(|p| seen.get(&p)),
+                ) {
+                    prop_assert!(
+                        t > *prev,
+                        "output {} starts at {} after {} at {}",
+                        msn,
+                        t,
+                        msn - 1,
+                        prev
+                    );
                 }
-                if let Some(k) = s.uri.split_once("/e0s").and_then(|(_, k)| k.strip_suffix(".ts")).and_then(|k| k.parse::<u64>().ok()).filter(|_| !restarted) {
+                if let Some(k) = s
+                    .uri
+                    .split_once("/e0s")
+                    .and_then(|(_, k)| k.strip_suffix(".ts"))
+                    .and_then(|k| k.parse::<u64>().ok())
+                    .filter(|_| !restarted)
+                {
                     let at = *moments.entry(k).or_insert(msn);
                     prop_assert_eq!(at, msn, "moment {} went out at {} and at {}", k, at, msn);
-                    if let Some((&later, &pos)) = moments.iter().find(|(l, p)| **l > k && **p < msn) {
-                        prop_assert!(false, "moment {} went out at {} after moment {} at {}", k, msn, later, pos);
+                    if let Some((&later, &pos)) = moments.iter().find(|(l, p)| **l > k && **p < msn)
+                    {
+                        prop_assert!(
+                            false,
+                            "moment {} went out at {} after moment {} at {}",
+                            k,
+                            msn,
+                            later,
+                            pos
+                        );
                     }
                 }
                 // Only complete segments are named.
                 let (p, uri) = s.uri.split_once('/').unwrap();
                 let p: usize = p.trim_start_matches('p').parse().unwrap();
-                prop_assert!(stored.contains(&(p, uri.to_owned())), "{} named but never stored", s.uri);
+                prop_assert!(
+                    stored.contains(&(p, uri.to_owned())),
+                    "{} named but never stored",
+                    s.uri
+                );
             }
             // ENDLIST appears only once both pipelines ended; it stays.
             if pl.endlist && !was_ended {
@@ -317,8 +501,14 @@ proptest! {
                 );
             }
             let resumed = events.iter().any(|e| matches!(e, Event::Resumed { .. }));
-            prop_assert!(pl.endlist || !was_ended || resumed || reset, "an ended output resumes only with an event");
-            prop_assert!(!(pl.endlist && resumed), "a resumed output carries no ENDLIST");
+            prop_assert!(
+                pl.endlist || !was_ended || resumed || reset,
+                "an ended output resumes only with an event"
+            );
+            prop_assert!(
+                !(pl.endlist && resumed),
+                "a resumed output carries no ENDLIST"
+            );
             was_ended = pl.endlist;
             // The text is a valid playlist that parses back to the same.
             let text = pl.serialize();
@@ -328,7 +518,11 @@ proptest! {
             // engine never names one twice above a segment.
             let (mut map, mut key) = (None::<String>, None::<String>);
             for s in &pl.segments {
-                let maps = s.tags.iter().filter(|l| l.starts_with("#EXT-X-MAP:")).count();
+                let maps = s
+                    .tags
+                    .iter()
+                    .filter(|l| l.starts_with("#EXT-X-MAP:"))
+                    .count();
                 prop_assert!(maps <= 1, "{} has {} MAP lines", s.uri, maps);
                 for l in &s.tags {
                     if let Some(u) = l.strip_prefix("#EXT-X-MAP:URI=\"") {
@@ -339,7 +533,11 @@ proptest! {
                 }
                 let (p, src) = s.uri.split_once('/').unwrap();
                 let p: usize = p.trim_start_matches('p').parse().unwrap();
-                let (epoch, k) = src.trim_start_matches('e').trim_end_matches(".ts").split_once('s').unwrap();
+                let (epoch, k) = src
+                    .trim_start_matches('e')
+                    .trim_end_matches(".ts")
+                    .split_once('s')
+                    .unwrap();
                 let (epoch, k): (u32, u64) = (epoch.parse().unwrap(), k.parse().unwrap());
                 let want_map = fmp4.then(|| init_uri(p, epoch));
                 prop_assert_eq!(&map, &want_map, "MAP in effect for {} in\n{}", s.uri, text);
@@ -347,8 +545,16 @@ proptest! {
                 prop_assert_eq!(&key, &want_key, "KEY in effect for {} in\n{}", s.uri, text);
             }
             // No discontinuity tag without a segment after it.
-            let tail = text.trim_end().lines().rfind(|l| !l.starts_with("#EXT-X-ENDLIST")).unwrap_or("");
-            prop_assert!(tail != "#EXT-X-DISCONTINUITY", "a discontinuity with no segment after it");
+            let tail = text
+                .trim_end()
+                .lines()
+                .rfind(|l| !l.starts_with("#EXT-X-ENDLIST"))
+                .unwrap_or("");
+            prop_assert!(
+                tail != "#EXT-X-DISCONTINUITY",
+                "a discontinuity with no segment after it"
+            );
         }
     }
+    Ok(())
 }
