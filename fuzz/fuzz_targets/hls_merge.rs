@@ -28,12 +28,21 @@ enum Op {
         endlist: bool,
     },
     /// Pipeline `p` stores segment `k` whole.
-    Store { p: bool, k: u8 },
+    Store {
+        p: bool,
+        k: u8,
+    },
     /// The encoder of `p` restarts: numbering from 0, a new epoch of names.
-    Restart { p: bool },
-    Tick { ms: u16 },
+    Restart {
+        p: bool,
+    },
+    Tick {
+        ms: u16,
+    },
     SaveRestore,
-    Reset { base: u16 },
+    Reset {
+        base: u16,
+    },
 }
 
 fn pipeline(p: bool) -> Pipeline {
@@ -50,11 +59,18 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut seen: HashMap<u64, String> = HashMap::new();
     for op in ops.into_iter().take(200) {
         let events = match op {
-            Op::Publish { p, first, count, pdt, skew_ms, disc_at, endlist } => {
+            Op::Publish {
+                p,
+                first,
+                count,
+                pdt,
+                skew_ms,
+                disc_at,
+                endlist,
+            } => {
                 let i = usize::from(p);
-                let mut t = format!(
-                    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
-                );
+                let mut t =
+                    format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n");
                 for k in u64::from(first)..u64::from(first) + u64::from(count % 8) {
                     if disc_at.is_some_and(|d| u64::from(d) == k) {
                         t.push_str("#EXT-X-DISCONTINUITY\n");
@@ -116,7 +132,11 @@ fuzz_target!(|ops: Vec<Op>| {
         for s in m.segments() {
             let key = format!("{:?}:{}", s.from, s.source_uri);
             let old = seen.entry(s.media_sequence).or_insert_with(|| key.clone());
-            assert_eq!(*old, key, "position {} changed its segment", s.media_sequence);
+            assert_eq!(
+                *old, key,
+                "position {} changed its segment",
+                s.media_sequence
+            );
         }
         if let Some(pl) = m.playlist(|s| format!("{}/{}", s.media_sequence, s.source_uri)) {
             let text = pl.serialize();

@@ -66,7 +66,10 @@ fn item_span(item: &Item) -> (u64, &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let seed = data.iter().take(16).fold(0u64, |a, &b| a.rotate_left(5) ^ u64::from(b));
+    let seed = data
+        .iter()
+        .take(16)
+        .fold(0u64, |a, &b| a.rotate_left(5) ^ u64::from(b));
     for cfg in [
         BoxReaderConfig::default(),
         BoxReaderConfig { max_box_size: 4096 },

@@ -23,7 +23,11 @@ fuzz_target!(|data: (&str, &str)| {
             !url.split('/').any(|s| s == ".." || s == "."),
             "{a:?} became {url:?}"
         );
-        assert_eq!(ObjectPath::from_url_path(&url).ok().as_ref(), Some(&p), "{a:?}");
+        assert_eq!(
+            ObjectPath::from_url_path(&url).ok().as_ref(),
+            Some(&p),
+            "{a:?}"
+        );
     }
     if let Ok(pattern) = NamePattern::parse(a) {
         let _ = pattern.index_of(b);

@@ -74,7 +74,19 @@ pub enum FecError {
         "the rebuilt packet is not RTP carrying whole MPEG-TS packets ({reason}); the FEC packet does not protect the media received"
     )]
     NotMedia { reason: String },
+    #[error(
+        "the rebuilt packet's RTP timestamp {rebuilt} is more than 1 s from those of the packets it was rebuilt with ({low}..={high}); the FEC packet does not protect the media received"
+    )]
+    ImplausibleTimestamp { rebuilt: u32, low: u32, high: u32 },
 }
+
+/// How far (90 kHz ticks: 1 s) a rebuilt packet's RTP timestamp may lie
+/// outside the timestamps of the packets it was rebuilt with. A protection
+/// group spans at most 400 packets, well under a second of any live
+/// stream; a FEC packet computed over another stream (an encoder that
+/// restarted, with its random timestamp base) rebuilds a timestamp that is
+/// anywhere in the 32-bit range.
+const TIMESTAMP_SLACK: i64 = 90_000;
 
 /// One parsed FEC packet (a view into its datagram).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +198,9 @@ impl FecPacket {
         let mut ts = self.ts_recovery;
         let mut length = self.length_recovery;
         let mut body = BytesMut::from(self.payload());
+        // The others' timestamps, relative to the first one's.
+        let mut first_ts = None;
+        let (mut lowest, mut highest) = (0i64, 0i64);
         for o in others {
             if o.len() < RTP_HEADER_LEN {
                 return Err(FecError::ShortMedia { len: o.len() });
@@ -193,7 +208,11 @@ impl FecPacket {
             bits0 ^= o[0] & 0x3f;
             marker ^= o[1] & 0x80;
             pt ^= o[1] & 0x7f;
-            ts ^= u32::from_be_bytes([o[4], o[5], o[6], o[7]]);
+            let o_ts = u32::from_be_bytes([o[4], o[5], o[6], o[7]]);
+            ts ^= o_ts;
+            let d = relative(o_ts, *first_ts.get_or_insert(o_ts));
+            lowest = lowest.min(d);
+            highest = highest.max(d);
             let rest = &o[RTP_HEADER_LEN..];
             length ^= rest.len() as u16;
             if rest.len() > body.len() {
@@ -209,6 +228,16 @@ impl FecPacket {
                 length,
                 available: body.len(),
             });
+        }
+        if let Some(first) = first_ts {
+            let d = relative(ts, first);
+            if d < lowest - TIMESTAMP_SLACK || d > highest + TIMESTAMP_SLACK {
+                return Err(FecError::ImplausibleTimestamp {
+                    rebuilt: ts,
+                    low: first.wrapping_add(lowest as u32),
+                    high: first.wrapping_add(highest as u32),
+                });
+            }
         }
         let mut out = BytesMut::with_capacity(RTP_HEADER_LEN + length);
         out.put_u8(0x80 | bits0);
@@ -298,6 +327,11 @@ impl FecPacket {
         out.put_slice(&body);
         Ok(out.freeze())
     }
+}
+
+/// `ts` minus `reference` on the 32-bit RTP clock, as the nearer way round.
+fn relative(ts: u32, reference: u32) -> i64 {
+    i64::from(ts.wrapping_sub(reference) as i32)
 }
 
 #[cfg(test)]
@@ -423,5 +457,48 @@ mod tests {
             f.recover(0, 0xabcd_0123, [&m[1], &m[2], &m[3]]).unwrap(),
             m[0]
         );
+    }
+
+    /// `p` with its RTP timestamp moved by `shift` ticks.
+    fn shifted(p: &Bytes, shift: u32) -> Bytes {
+        let mut v = p.to_vec();
+        let ts = u32::from_be_bytes([v[4], v[5], v[6], v[7]]).wrapping_add(shift);
+        v[4..8].copy_from_slice(&ts.to_be_bytes());
+        Bytes::from(v)
+    }
+
+    #[test]
+    fn fec_over_another_stream_with_whole_ts_packets_is_refused_by_its_timestamp() {
+        // Another encoder's stream: the same TS framing, so the rebuilt
+        // payload passes the sync-byte check, but its own timestamp base.
+        let ours: Vec<Bytes> = (0..4).map(|i| media(i, 7)).collect();
+        let theirs: Vec<Bytes> = [0x6b8b_4567u32, 0x327b_23c6, 0x6b8b_4567, 0x6b8b_4567]
+            .iter()
+            .zip(&ours)
+            .map(|(base, p)| shifted(p, *base))
+            .collect();
+        let f =
+            FecPacket::parse(FecPacket::encode(FecDirection::Column, 0, 0, 1, &theirs).unwrap())
+                .unwrap();
+        let r = f.recover(0, 0xabcd_0123, [&ours[1], &ours[2], &ours[3]]);
+        assert!(
+            matches!(r, Err(FecError::ImplausibleTimestamp { .. })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_stream_whose_timestamps_wrap_inside_the_group_is_recovered() {
+        // Timestamps 0xffff_f000 + 3003 k: the group crosses 2^32.
+        let m: Vec<Bytes> = (0..4).map(|i| shifted(&media(i, 7), 0xffff_f000)).collect();
+        let f = FecPacket::parse(FecPacket::encode(FecDirection::Column, 0, 0, 1, &m).unwrap())
+            .unwrap();
+        for lost in 0..4 {
+            let others: Vec<&Bytes> = (0..4).filter(|k| *k != lost).map(|k| &m[k]).collect();
+            assert_eq!(
+                f.recover(lost as u16, 0xabcd_0123, others).unwrap(),
+                m[lost]
+            );
+        }
     }
 }

@@ -367,6 +367,41 @@ fn non_rtp_and_wrong_payload_type_are_counted_and_dropped() {
 /// is reported lost instead of replaced by it. (Found by the `udp_merge`
 /// fuzz target; see fuzz/crashes/README.md.)
 #[test]
+fn fec_computed_over_another_stream_never_puts_its_packet_in_place_of_a_lost_one() {
+    // Columns of odd depth: with an even number of protected packets the
+    // other stream's timestamp base cancels out of the XOR, and the rebuilt
+    // timestamp cannot tell (see fuzz/crashes/README.md).
+    let (l, d) = (4usize, 5usize);
+    let media: Vec<Bytes> = (0..l * d).map(|i| rtp(i as u16, SSRC)).collect();
+    // An encoder that restarted: the same sequence numbers and TS framing,
+    // its own RTP timestamp base.
+    let other: Vec<Bytes> = media
+        .iter()
+        .map(|p| {
+            let mut v = p.to_vec();
+            let ts = u32::from_be_bytes([v[4], v[5], v[6], v[7]]).wrapping_add(0x5bd1_e995);
+            v[4..8].copy_from_slice(&ts.to_be_bytes());
+            Bytes::from(v)
+        })
+        .collect();
+    let lost = 4usize;
+    let t0 = Instant::now();
+    let mut m = merge();
+    for (i, p) in media.iter().enumerate() {
+        if i != lost {
+            m.on_packet(t0 + ms(i as u64), P0, p.clone());
+        }
+    }
+    m.on_fec(t0 + ms(17), P0, column_fec(&other, 0, l, d, 0));
+    tick_until(&mut m, t0 + ms(1000));
+    let (out, _) = drain(&mut m);
+    assert_eq!(out.len(), 19);
+    assert!(out.iter().all(|p| media.contains(&p.datagram)));
+    assert_eq!(m.counters().recovered_by_fec, 0);
+    assert_eq!(m.counters().output_lost, 1);
+}
+
+#[test]
 fn a_forged_fec_packet_never_puts_garbage_in_place_of_a_lost_packet() {
     let (l, d) = (4usize, 4usize);
     let media: Vec<Bytes> = (0..l * d).map(|i| rtp(i as u16, SSRC)).collect();
@@ -388,4 +423,46 @@ fn a_forged_fec_packet_never_puts_garbage_in_place_of_a_lost_packet() {
     assert!(out.iter().all(|p| media.contains(&p.datagram)));
     assert_eq!(m.counters().recovered_by_fec, 0);
     assert_eq!(m.counters().output_lost, 1);
+}
+
+/// Found by the `udp_merge` fuzz target: following a restarted stream
+/// replays its held packets with their arrival times, which made a leg
+/// that had been silent since due for loss at once; its deadline lay in
+/// the past and a driver sleeping until it would spin.
+#[test]
+fn following_a_restarted_stream_never_leaves_a_deadline_in_the_past() {
+    let t0 = Instant::now();
+    let mut m = Merge::new(MergeConfig {
+        skew_window: ms(24),
+        ..MergeConfig::default()
+    });
+    let (a, b) = (0x2222_2222, 0x1111_1111);
+    let steps: [(u64, Option<(tandem_udp::Pipeline, u16, u32)>); 5] = [
+        (11, Some((P1, 100, a))),
+        (12, Some((P0, 100, b))),
+        (77, Some((P1, 99, b))),
+        (332, None),
+        (333, Some((P1, 145, b))),
+    ];
+    let mut lost = Vec::new();
+    for (at, packet) in steps {
+        let now = t0 + ms(at);
+        match packet {
+            Some((leg, seq, ssrc)) => m.on_packet(now, leg, rtp(seq, ssrc)),
+            None => m.on_tick(now),
+        }
+        m.check_invariants();
+        if let Some(d) = m.next_deadline() {
+            assert!(d > now, "deadline {:?} at {at} ms", d - t0);
+        }
+        while let Some(e) = m.poll_event() {
+            if let MergeEvent::LegLost { leg, .. } = e {
+                lost.push((at, leg));
+            }
+        }
+    }
+    // P1 is lost on the first stream at 332 ms. Stream B is followed at
+    // 333 ms, and P0, whose last packet of it came at 12 ms, is lost at
+    // once rather than left due in the past.
+    assert_eq!(lost, vec![(332, P1), (333, P0)]);
 }

@@ -13,11 +13,13 @@ pub fn ms(n: u64) -> Duration {
 
 /// An RTP datagram of seven TS packets, as ffmpeg's `rtp_mpegts` sends,
 /// whose TS payload bytes identify `seq`. PID 0x100, continuity counters
-/// running on from `seq`.
+/// running on from `seq`. The RTP timestamp is `seq` ticks: it steps back
+/// by only 0.7 s where the sequence number wraps, within what FEC recovery
+/// accepts of a live stream (a real sender's timestamp runs on).
 pub fn rtp(seq: u16, ssrc: u32) -> Bytes {
     let mut v = vec![0x80, 33];
     v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&u32::from(seq).wrapping_mul(1234).to_be_bytes());
+    v.extend_from_slice(&u32::from(seq).to_be_bytes());
     v.extend_from_slice(&ssrc.to_be_bytes());
     for i in 0..7u16 {
         let cc = ((u32::from(seq) * 7 + u32::from(i)) & 0x0f) as u8;

@@ -501,8 +501,10 @@ impl Merge {
     }
 
     fn step(&mut self, now: Instant) {
-        self.check_legs(now);
+        // A restart replays held packets with their arrival times, which
+        // can make a leg due for loss already: legs are checked after it.
         self.maybe_restart(now);
+        self.check_legs(now);
         self.drain(now);
         self.prune_fec();
     }
