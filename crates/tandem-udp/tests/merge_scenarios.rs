@@ -437,7 +437,9 @@ fn following_a_restarted_stream_never_leaves_a_deadline_in_the_past() {
         ..MergeConfig::default()
     });
     let (a, b) = (0x2222_2222, 0x1111_1111);
-    let steps: [(u64, Option<(tandem_udp::Pipeline, u16, u32)>); 5] = [
+    // (ms, a packet: leg, sequence number, SSRC; or a tick)
+    type Step = (u64, Option<(tandem_udp::Pipeline, u16, u32)>);
+    let steps: [Step; 5] = [
         (11, Some((P1, 100, a))),
         (12, Some((P0, 100, b))),
         (77, Some((P1, 99, b))),
