@@ -207,6 +207,9 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
     let mut pdt: Option<i64> = None;
     let mut next_pdt: Option<i64> = None;
     let mut seen_segment_tag = false;
+    // Where among the pending tags the discontinuity sits: kept in the
+    // trailer when no segment follows it, so the text round-trips.
+    let mut disc_at = 0;
     for (n, raw) in lines {
         let line = raw.trim_end();
         if line.is_empty() {
@@ -228,6 +231,7 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             return Err(PlaylistError::Multivariant);
         } else if line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
+            disc_at = pending.len();
             seen_segment_tag = true;
         } else if let Some(v) = tag_value(line, "#EXT-X-PROGRAM-DATE-TIME") {
             pdt = Some(parse_pdt(v).ok_or_else(|| PlaylistError::BadValue {
@@ -285,6 +289,12 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
     }
     if !have_target {
         return Err(PlaylistError::MissingTargetDuration);
+    }
+    if discontinuity {
+        pending.insert(
+            disc_at.min(pending.len()),
+            "#EXT-X-DISCONTINUITY".to_owned(),
+        );
     }
     pl.trailer = pending;
     Ok(pl)
@@ -527,6 +537,29 @@ mod tests {
             parse_media("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\na.m3u8\n"),
             Err(PlaylistError::Multivariant)
         );
+    }
+
+    /// Found by the `hls_playlist` fuzz target: a discontinuity with no
+    /// segment after it was dropped, so header tags after it moved into
+    /// the header on the next parse and the text did not round-trip.
+    #[test]
+    fn a_discontinuity_with_no_segment_after_it_round_trips_in_place() {
+        for text in [
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-DISCONTINUITY\n#EXT-X-FOO:1\n#EXT-X-VERSION:6\n",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-BAR\n#EXT-X-DISCONTINUITY\n#EXT-X-VERSION:6\n",
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"b\"\n",
+        ] {
+            let pl = parse_media(text).unwrap();
+            assert!(
+                pl.trailer.iter().any(|l| l == "#EXT-X-DISCONTINUITY"),
+                "{:?}",
+                pl.trailer
+            );
+            let out = pl.serialize();
+            let again = parse_media(&out).unwrap();
+            assert_eq!(again, pl, "{out}");
+            assert_eq!(again.serialize(), out);
+        }
     }
 
     #[test]

@@ -179,6 +179,51 @@ fn restart_reboot_end_reset_and_late_stores_resume_in_order() {
     }
 }
 
+/// A schedule found by the property test: a pipeline whose first
+/// segments were never stored, a reboot, late stores and stalls. No moment
+/// may go out after a later one.
+#[test]
+fn incomplete_segments_a_reboot_and_late_stores_never_send_a_moment_after_a_later_one() {
+    use Op::*;
+    let ops = vec![
+        Segment {
+            p: 1,
+            stored: false,
+        },
+        Segment {
+            p: 1,
+            stored: false,
+        },
+        Segment {
+            p: 1,
+            stored: false,
+        },
+        Segment {
+            p: 1,
+            stored: false,
+        },
+        Segment { p: 1, stored: true },
+        Segment { p: 1, stored: true },
+        Reboot,
+        Segment { p: 0, stored: true },
+        Tick { ms: 2800 },
+        LateStore { p: 1 },
+        Segment {
+            p: 1,
+            stored: false,
+        },
+        Segment {
+            p: 0,
+            stored: false,
+        },
+        Tick { ms: 2900 },
+        Segment { p: 0, stored: true },
+    ];
+    if let Err(e) = check(ops, false, None, 4, false, false) {
+        panic!("{e}");
+    }
+}
+
 fn check(
     ops: Vec<Op>,
     pdt: bool,

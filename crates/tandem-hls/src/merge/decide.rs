@@ -79,11 +79,29 @@ impl RenditionMerge {
         } else if discontinuity && !self.on_timeline(p) {
             self.timeline += 1;
         }
+        // Redundant encoders number the same moments identically: when this
+        // pipeline's segment moves its numbering against the output (a
+        // jump past positions it never had whole), the other pipeline on
+        // the timeline moves with it, or it could hand back a moment the
+        // output has already passed.
+        let new_offset = offset_of(self.next_msn);
+        if !restarting
+            && self.on_timeline(p)
+            && let Some(old) = self.inputs[i].offset
+            && old != new_offset
+        {
+            let o = p.other();
+            if self.on_timeline(o)
+                && let Some(off) = self.inputs[idx(o)].offset.as_mut()
+            {
+                *off = off.saturating_add(new_offset.saturating_sub(old));
+            }
+        }
         let inp = &mut self.inputs[i];
         if inp.timeline != Some(self.timeline) {
             inp.timeline = Some(self.timeline);
         }
-        inp.offset = Some(offset_of(self.next_msn));
+        inp.offset = Some(new_offset);
         inp.emitted = Some(inp.emitted.map_or(in_msn, |e| e.max(in_msn)));
         let seg = OutSeg {
             media_sequence: self.next_msn,
