@@ -680,3 +680,29 @@ fn the_same_playlist_published_twice_is_not_a_restart() {
         h.out()
     );
 }
+
+#[test]
+fn a_restarted_pipeline_whose_date_times_overlap_the_output_joins_after_its_last_moment() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::pdt(0), Encoder::pdt(0));
+    run_both(&mut h, &e0, &e1, 0, 4);
+    // P1's encoder restarted: numbering from 0 again (another timeline),
+    // its first segments carrying moments 3 and 4, which already went out.
+    let restarted = Encoder::pdt(6000);
+    h.feed(9.0, P1, &restarted.playlist(0, 2), &[]);
+    // P0 dies after a4 (moment 4): P1 takes over on its own timeline.
+    h.tick(12.0);
+    let out = parse_media(&h.out()).unwrap();
+    let uris: Vec<&str> = out.segments.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["p0/a3.ts", "p0/a4.ts", "p1/a2.ts"]);
+    // The switch is marked, and the output's date-times go forward: the
+    // restarted encoder's moment 5 follows moment 4.
+    let last = &out.segments[2];
+    assert!(last.discontinuity);
+    assert_eq!(last.program_date_time, Some(BASE_PDT + 10_000));
+    assert!(
+        out.segments
+            .windows(2)
+            .all(|w| w[1].program_date_time > w[0].program_date_time)
+    );
+}

@@ -98,9 +98,9 @@ impl RenditionMerge {
             }) {
                 return inp
                     .segs
-                    .range(want..)
+                    .range(want.saturating_sub(1)..)
                     .find(|(k, _)| fresh(**k))
-                    .map(|(k, s)| (*k, s, *k == want));
+                    .map(|(k, s)| (*k, s, true));
             }
         }
         // Another timeline: continue with what follows the last output
