@@ -98,9 +98,9 @@ impl RenditionMerge {
             }) {
                 return inp
                     .segs
-                    .range(want.saturating_sub(1)..)
+                    .range(want..)
                     .find(|(k, _)| fresh(**k))
-                    .map(|(k, s)| (*k, s, true));
+                    .map(|(k, s)| (*k, s, *k == want));
             }
         }
         // Another timeline: continue with what follows the last output
