@@ -7,17 +7,21 @@ use tandem_core::ObjectPath;
 
 use crate::{Entry, LocalStore, MemoryStore, Parents, Store, StoreError};
 
-fn key(s: &str) -> ObjectPath {
+pub(crate) fn key(s: &str) -> ObjectPath {
     ObjectPath::from_url_path(s).expect("test keys are valid")
 }
 
-async fn put(store: &dyn Store, k: &str, body: &'static [u8]) -> Result<bool, StoreError> {
+pub(crate) async fn put(
+    store: &dyn Store,
+    k: &str,
+    body: &'static [u8],
+) -> Result<bool, StoreError> {
     let mut w = store.begin_put(&key(k), Parents::Create).await?;
     w.write(Bytes::from_static(body)).await?;
     Ok(w.commit().await?.replaced)
 }
 
-async fn read(store: &dyn Store, k: &str) -> Option<Vec<u8>> {
+pub(crate) async fn read(store: &dyn Store, k: &str) -> Option<Vec<u8>> {
     let (_, s) = store.get(&key(k), None).await.ok()?;
     let chunks: Vec<Bytes> = s.try_collect().await.ok()?;
     Some(chunks.concat())
@@ -384,6 +388,9 @@ fn io_errors_that_an_operator_fixes_are_classified() {
     assert!(matches!(quota, StoreError::Full), "{quota:?}");
     let ro = StoreError::from_io("write", "k", io::Error::from_raw_os_error(30));
     assert!(matches!(ro, StoreError::Unwritable(_)), "{ro:?}");
+    // A full disk that the platform reports by kind alone (no errno).
+    let kind_full = StoreError::from_io("write", "k", io::Error::from(io::ErrorKind::StorageFull));
+    assert!(matches!(kind_full, StoreError::Full), "{kind_full:?}");
     let denied = StoreError::from_io(
         "write",
         "k",
@@ -402,4 +409,170 @@ fn an_etag_changes_with_size_and_time() {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(0x1234);
     assert_eq!(crate::etag_for(0x10, t), "\"1234-10\"");
     assert_ne!(crate::etag_for(0x10, t), crate::etag_for(0x11, t));
+}
+
+#[tokio::test]
+async fn a_missing_key_and_a_key_below_an_object_are_not_found() {
+    each_store(async |s| {
+        put(s, "f", b"x").await.unwrap();
+        for k in ["nothing.ts", "f/g", "no/such/dir/a.ts"] {
+            assert!(
+                matches!(s.get(&key(k), None).await, Err(StoreError::NotFound(_))),
+                "get {k}"
+            );
+        }
+        assert!(matches!(
+            s.list(&key("no-such-collection")).await,
+            Err(StoreError::NotFound(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_commit_refuses_when_a_collection_took_the_key_meanwhile() {
+    each_store(async |s| {
+        let mut w = s.begin_put(&key("x"), Parents::Create).await.unwrap();
+        w.write(Bytes::from_static(b"late")).await.unwrap();
+        // Another client makes `x` a collection while the body arrives.
+        put(s, "x/inner", b"kept").await.unwrap();
+        assert!(matches!(w.commit().await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            s.stat(&key("x")).await.unwrap(),
+            Some(Entry::Collection { .. })
+        ));
+        assert_eq!(read(s, "x/inner").await.as_deref(), Some(&b"kept"[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_object_is_no_parent_for_collections_copies_or_moves() {
+    each_store(async |s| {
+        put(s, "f", b"x").await.unwrap();
+        put(s, "src", b"s").await.unwrap();
+        assert!(matches!(
+            s.create_collection(&key("f/c")).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            s.copy(&key("src"), &key("f/c")).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert!(matches!(
+            s.rename(&key("src"), &key("f/c")).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(read(s, "f").await.as_deref(), Some(&b"x"[..]));
+        assert_eq!(read(s, "src").await.as_deref(), Some(&b"s"[..]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_uploads_in_progress_at_once_each_publish_their_own_body() {
+    each_store(async |s| {
+        // Each body outgrows one in-memory batch, so both are staged at the
+        // same time.
+        let (a, b) = (vec![b'a'; 1_500_000], vec![b'b'; 1_600_000]);
+        let mut wa = s.begin_put(&key("a.ts"), Parents::Create).await.unwrap();
+        let mut wb = s.begin_put(&key("b.ts"), Parents::Create).await.unwrap();
+        wa.write(Bytes::from(a.clone())).await.unwrap();
+        wb.write(Bytes::from(b.clone())).await.unwrap();
+        wb.commit().await.unwrap();
+        wa.commit().await.unwrap();
+        assert_eq!(read(s, "a.ts").await, Some(a));
+        assert_eq!(read(s, "b.ts").await, Some(b));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_object_larger_than_one_read_comes_back_whole_and_in_range() {
+    each_store(async |s| {
+        // Past the size that the local store reads in one piece: it streams.
+        let body: Vec<u8> = (0..5 * 1024 * 1024 + 3).map(|i| (i % 251) as u8).collect();
+        let mut w = s.begin_put(&key("big.ts"), Parents::Create).await.unwrap();
+        w.write(Bytes::from(body.clone())).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(read(s, "big.ts").await.as_deref(), Some(&body[..]));
+        let (m, st) = s
+            .get(&key("big.ts"), Some(1..body.len() as u64 - 1))
+            .await
+            .unwrap();
+        assert_eq!(m.size, body.len() as u64);
+        let got = st.try_collect::<Vec<_>>().await.unwrap().concat();
+        assert_eq!(got, body[1..body.len() - 1]);
+        // A range past the end is clamped to the object.
+        let (_, st) = s
+            .get(&key("big.ts"), Some(5 * 1024 * 1024..u64::MAX))
+            .await
+            .unwrap();
+        let got = st.try_collect::<Vec<_>>().await.unwrap().concat();
+        assert_eq!(got, body[5 * 1024 * 1024..]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_memory_store_holds_exactly_its_capacity() {
+    let s = MemoryStore::with_capacity(10);
+    put(&s, "a", b"123456").await.unwrap();
+    let mut w = s.begin_put(&key("b"), Parents::Create).await.unwrap();
+    w.write(Bytes::from_static(b"78")).await.unwrap();
+    w.write(Bytes::from_static(b"90")).await.unwrap();
+    w.commit().await.unwrap();
+    let mut w = s.begin_put(&key("c"), Parents::Create).await.unwrap();
+    assert!(matches!(
+        w.write(Bytes::from_static(b"!")).await,
+        Err(StoreError::Full)
+    ));
+}
+
+#[tokio::test]
+async fn links_and_copies_count_once_per_copy_and_a_move_counts_once() {
+    // 6 bytes, then a second copy of them: 8 of 20 bytes are left.
+    for how in ["link", "copy"] {
+        let s = MemoryStore::with_capacity(20);
+        put(&s, "a", b"123456").await.unwrap();
+        match how {
+            "link" => s.link(&key("a"), &key("b")).await.unwrap(),
+            _ => s.copy(&key("a"), &key("b")).await.unwrap(),
+        }
+        let mut w = s.begin_put(&key("c"), Parents::Create).await.unwrap();
+        w.write(Bytes::from_static(b"12345678")).await.unwrap();
+        assert!(
+            matches!(
+                w.write(Bytes::from_static(b"!")).await,
+                Err(StoreError::Full)
+            ),
+            "{how}"
+        );
+    }
+    // A move keeps the one copy it had: 4 of 10 bytes are left.
+    let s = MemoryStore::with_capacity(10);
+    put(&s, "a", b"123456").await.unwrap();
+    s.rename(&key("a"), &key("b")).await.unwrap();
+    let mut w = s.begin_put(&key("c"), Parents::Create).await.unwrap();
+    w.write(Bytes::from_static(b"1234")).await.unwrap();
+    assert!(matches!(
+        w.write(Bytes::from_static(b"!")).await,
+        Err(StoreError::Full)
+    ));
+}
+
+#[test]
+fn a_publish_hook_hands_each_published_key_and_size_to_its_function() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(ObjectPath, u64)>>> = Arc::default();
+    let sink = seen.clone();
+    let hook = crate::PublishHook::new(move |k, n| sink.lock().unwrap().push((k.clone(), n)));
+    // Dialects hold clones of one hook: each reaches the same function.
+    let clone = hook.clone();
+    hook.published(&key("b/one.ts"), 188);
+    clone.published(&key("b/two.ts"), 376);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(key("b/one.ts"), 188), (key("b/two.ts"), 376)]
+    );
 }

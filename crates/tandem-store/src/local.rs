@@ -846,3 +846,7 @@ impl Store for LocalStore {
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;
