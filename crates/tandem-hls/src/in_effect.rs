@@ -33,11 +33,6 @@ const KEY: &str = "#EXT-X-KEY:";
 pub const KEY_NONE: &str = "#EXT-X-KEY:METHOD=NONE";
 
 impl InEffect {
-    /// Whether a line changes what is in effect (a MAP or a KEY tag).
-    pub fn is_section_tag(line: &str) -> bool {
-        line.starts_with(MAP) || line.starts_with(KEY)
-    }
-
     /// The state after `line` (any line; only MAP and KEY change it).
     pub fn apply(&mut self, line: &str) {
         if line.starts_with(MAP) {
@@ -71,12 +66,6 @@ impl InEffect {
                 state.clone()
             })
             .collect()
-    }
-
-    /// Whether `other` means the same to a reader (keys compare by format,
-    /// whatever the order they were written in).
-    pub fn same_as(&self, other: &InEffect) -> bool {
-        self.map == other.map && self.key_set() == other.key_set()
     }
 
     fn key_set(&self) -> BTreeMap<&str, &str> {
@@ -248,5 +237,12 @@ mod tests {
         assert_eq!(attribute(l, "KEYFORMAT"), Some("y"));
         assert_eq!(attribute(l, "METHOD"), Some("SAMPLE-AES"));
         assert_eq!(attribute(l, "IV"), None);
+        // After an unquoted value, and after a quoted one ending in a comma.
+        let l = "METHOD=AES-128,IV=0x1,KEYFORMAT=\"y\"";
+        assert_eq!(attribute(l, "IV"), Some("0x1"));
+        assert_eq!(
+            attribute("URI=\"k,\",KEYFORMAT=\"y\"", "KEYFORMAT"),
+            Some("y")
+        );
     }
 }

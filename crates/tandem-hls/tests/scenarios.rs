@@ -46,6 +46,33 @@ fn pipeline_0_dies_mid_stream_and_the_output_continues_from_1_seamlessly() {
         ]
     );
     assert_eq!(h.states(P0), vec![InputState::Receiving, InputState::Lost]);
+    // What the server reads back for its status page and output pins.
+    assert_eq!(h.m.active(), Some(P1));
+    let window: Vec<(u64, String)> =
+        h.m.segments()
+            .map(|s| (s.media_sequence, format!("p{}/{}", s.from, s.source_uri)))
+            .collect();
+    assert_eq!(
+        window,
+        [
+            (4, "p0/a4.ts".into()),
+            (5, "p1/a5.ts".into()),
+            (6, "p1/a6.ts".into())
+        ]
+    );
+}
+
+#[test]
+fn the_engine_keeps_the_settings_it_was_given() {
+    let cfg = MergeConfig {
+        prefer: Some(P1),
+        hold_down: Duration::from_secs(7),
+        max_window: 9,
+        ..MergeConfig::default()
+    };
+    let h = H::new(cfg.clone());
+    assert_eq!(h.m.config(), &cfg);
+    assert_eq!(h.m.active(), None);
 }
 
 #[test]
