@@ -505,6 +505,16 @@ async fn an_ended_output_resumes_when_the_encoders_start_again_and_a_reset_start
         "empty at the base; the discontinuity that left is counted"
     );
     assert_eq!(kinds(&ch.events().await, "output_reset").len(), 1);
+    // Both are counted for the channel's one rendition.
+    let m = support::scrape(&s).await;
+    let total = |name: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains("channel=\"daily\""))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(total("tandem_output_resumed_total"), 1.0, "{m}");
+    assert_eq!(total("tandem_output_resets_total"), 1.0, "{m}");
     // The old pins are served for the grace period (60 s), then gone.
     ch.advance(59_999);
     ch.publish(0, &restarted_playlist(0, 0, 3600)).await;
