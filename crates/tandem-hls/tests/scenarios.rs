@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tandem_core::InputState;
 use tandem_core::Pipeline::{P0, P1};
+use tandem_core::{InputState, Pipeline};
 use tandem_hls::merge::Event;
 use tandem_hls::{MergeConfig, RenditionMerge, SwitchReason, parse_media};
 
@@ -651,9 +651,12 @@ fn the_next_deadline_is_the_instant_the_next_decision_falls_due() {
     h.feed(12.1, P1, &e.playlist(0, 6), &["a6.ts"]);
     h.tick(12.5);
     assert_eq!(h.m.next_deadline(), Some(h.at(15.1)));
-    let ev = h.m.stop(h.at(13.0));
+    // It stays due at its own threshold after the pipeline moved on.
+    h.feed(14.1, P1, &e.playlist(0, 7), &["a6.ts"]);
+    assert_eq!(h.m.next_deadline(), Some(h.at(15.1)));
+    let ev = h.m.stop(h.at(15.0));
     assert!(matches!(ev.as_slice(), [Event::Ended { .. }]), "{ev:?}");
-    assert!(h.m.stop(h.at(13.5)).is_empty(), "stopping twice ends once");
+    assert!(h.m.stop(h.at(15.5)).is_empty(), "stopping twice ends once");
     assert_eq!(h.m.next_deadline(), None, "an ended output has no deadline");
     assert!(h.out().ends_with("#EXT-X-ENDLIST\n"), "{}", h.out());
 }
@@ -732,4 +735,65 @@ fn a_restarted_pipeline_whose_date_times_overlap_the_output_joins_after_its_last
             .windows(2)
             .all(|w| w[1].program_date_time > w[0].program_date_time)
     );
+}
+
+#[test]
+fn a_preferred_pipeline_that_is_back_falls_due_when_its_hold_down_ends() {
+    let mut h = H::new(MergeConfig {
+        prefer: Some(P0),
+        hold_down: Duration::from_secs(1),
+        ..MergeConfig::default()
+    });
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 3);
+    h.feed(8.1, P1, &e1.playlist(0, 4), &[]);
+    h.feed(10.1, P1, &e1.playlist(0, 5), &[]);
+    assert!(h.out().ends_with("p1/a5.ts\n"), "{}", h.out());
+    // P0 is back at 12: its hold-down ends at 13, before either loss
+    // threshold (P1's at 13.1, P0's at 15).
+    h.feed(12.0, P0, &e0.playlist(0, 6), &[]);
+    assert_eq!(h.m.next_deadline(), Some(h.at(13.0)));
+    // What the status page shows as each input's last advance.
+    assert_eq!(h.m.last_advance(P0), Some(h.at(12.0)));
+    assert_eq!(h.m.last_advance(P1), Some(h.at(10.1)));
+}
+
+#[test]
+fn a_segment_the_other_pipeline_listed_only_briefly_still_fills_a_gap() {
+    // Encoders whose playlists list only their newest segment: the other
+    // pipeline's copy has left its playlist by the time it is needed.
+    let e = Encoder {
+        window: 1,
+        ..Encoder::plain()
+    };
+    let mut h = H::new(MergeConfig::default());
+    run_both(&mut h, &e, &e, 0, 3);
+    h.feed(8.0, P0, &e.playlist(0, 4), &["a4.ts"]);
+    h.feed(8.1, P1, &e.playlist(0, 4), &[]);
+    h.feed(10.0, P0, &e.playlist(0, 5), &[]);
+    h.feed(10.1, P1, &e.playlist(0, 5), &[]);
+    h.tick(11.0);
+    let added: Vec<(u64, Pipeline, String, bool)> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SegmentAdded {
+                media_sequence,
+                from,
+                source_uri,
+                filled,
+                ..
+            } => Some((*media_sequence, *from, source_uri.clone(), *filled)),
+            _ => None,
+        })
+        .skip(4)
+        .collect();
+    assert_eq!(
+        added,
+        [
+            (4, P1, "a4.ts".into(), true),
+            (5, P0, "a5.ts".into(), false)
+        ]
+    );
+    assert!(!h.out().contains("DISCONTINUITY"), "{}", h.out());
 }
