@@ -539,6 +539,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_date_time_is_written_where_it_does_not_follow_from_the_segment_before() {
+        let seg = |uri: &str, pdt: i64| Segment {
+            uri: uri.to_owned(),
+            duration: 2.0,
+            discontinuity: false,
+            program_date_time: Some(pdt),
+            tags: vec!["#EXTINF:2.000,".to_owned()],
+        };
+        let pl = |second: i64| MediaPlaylist {
+            target_duration: 2,
+            media_sequence: 0,
+            discontinuity_sequence: 0,
+            endlist: false,
+            header: vec![],
+            segments: vec![seg("a.ts", 1_000_000), seg("b.ts", second)],
+            trailer: vec![],
+        };
+        let tags = |t: &str| t.matches("#EXT-X-PROGRAM-DATE-TIME:").count();
+        // A millisecond of rounding follows; two do not.
+        assert_eq!(tags(&pl(1_002_000).serialize()), 1);
+        assert_eq!(tags(&pl(1_002_001).serialize()), 1);
+        assert_eq!(tags(&pl(1_002_002).serialize()), 2);
+    }
+
+    #[test]
+    fn a_multivariant_playlist_is_told_from_a_media_playlist() {
+        let mv = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nlow.m3u8\n";
+        assert!(is_multivariant(mv));
+        assert!(is_multivariant(
+            "#EXTM3U\n#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1,URI=\"i.m3u8\"\n  #EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n"
+        ));
+        assert!(!is_multivariant(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n"
+        ));
+    }
+
     /// Found by the `hls_playlist` fuzz target: a discontinuity with no
     /// segment after it was dropped, so header tags after it moved into
     /// the header on the next parse and the text did not round-trip.
