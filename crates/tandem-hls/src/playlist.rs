@@ -615,6 +615,52 @@ mod tests {
         assert!(parse_pdt("2016-12-31T23:59:60Z").is_some(), "a leap second");
         assert!(parse_pdt("9999-12-31T23:59:59.999Z").is_some());
         assert_eq!(parse_pdt("yesterday"), None);
+        // Each field is checked on its own.
+        assert_eq!(parse_pdt("2026-00-01T00:00:00Z"), None);
+        assert_eq!(parse_pdt("2026-11-32T00:00:00Z"), None);
+        assert_eq!(parse_pdt("2026-11-25-01T00:00:00Z"), None);
+        assert_eq!(parse_pdt("2026-11-25T24:00:00Z"), None);
+        assert_eq!(parse_pdt("2026-11-25T04:60:00Z"), None);
+        assert_eq!(parse_pdt("2026-11-25T04:00:00:00Z"), None);
+        assert_eq!(parse_pdt("2026-11-25T04:00:00+24:00"), None);
+        assert_eq!(parse_pdt("2026-11-25T04:00:00+05:60"), None);
+        // The edges of the zone offset are valid.
+        assert_eq!(
+            parse_pdt("2026-11-25T04:00:00.5-23:59"),
+            Some(z + (23 * 60 + 59) * 60_000)
+        );
+        assert_eq!(
+            parse_pdt("2026-11-25T04:00:00.5+00:59"),
+            Some(z - 59 * 60_000)
+        );
+    }
+
+    #[test]
+    fn header_tags_stay_in_the_header_and_segment_tags_stay_with_their_segment() {
+        let pl = parse_media(
+            "#EXTM3U\n#EXT-X-FOO:1\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=NONE\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n",
+        )
+        .unwrap();
+        // An unknown tag is no segment tag: a header tag after it is still
+        // the header's. After a segment tag (KEY), everything up to the
+        // URI is the segment's, in order.
+        assert_eq!(pl.header, ["#EXT-X-VERSION:3"]);
+        assert_eq!(
+            pl.segments[0].tags,
+            [
+                "#EXT-X-FOO:1",
+                "#EXT-X-KEY:METHOD=NONE",
+                "#EXT-X-PLAYLIST-TYPE:EVENT",
+                "#EXTINF:2,"
+            ]
+        );
+    }
+
+    #[test]
+    fn uris_are_found_in_attributes_only_where_an_attribute_starts() {
+        let text = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"k.key\"\n#EXT-X-FOO:XURI=\"not.me\"\n#EXTINF:2,\na.ts\n";
+        assert_eq!(referenced_uris(text, false), ["init.mp4", "k.key"]);
+        assert_eq!(referenced_uris(text, true), ["init.mp4", "k.key", "a.ts"]);
     }
 
     fn segment() -> impl Strategy<Value = Segment> {
