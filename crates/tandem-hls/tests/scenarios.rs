@@ -797,3 +797,24 @@ fn a_segment_the_other_pipeline_listed_only_briefly_still_fills_a_gap() {
     );
     assert!(!h.out().contains("DISCONTINUITY"), "{}", h.out());
 }
+
+/// Both encoders restart, 2 s apart, each counting from 0 with the same
+/// names: their new numbers do not name the same moments, so the engine
+/// keeps no relation between them and a switch is marked.
+#[test]
+fn after_both_encoders_restart_apart_a_switch_between_them_is_marked() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 4);
+    let r = Encoder::plain();
+    h.feed(10.0, P0, &e0.playlist(0, 5), &[]);
+    h.feed(10.1, P1, &r.playlist(0, 0), &[]);
+    h.feed(12.0, P0, &r.playlist(0, 0), &[]);
+    h.feed(12.1, P1, &r.playlist(0, 1), &[]);
+    h.feed(14.0, P0, &r.playlist(0, 1), &[]);
+    h.feed(14.1, P1, &r.playlist(0, 2), &[]);
+    // P0 dies after its a1.
+    h.feed(16.1, P1, &r.playlist(0, 3), &[]);
+    h.tick(17.0);
+    assert_eq!(h.switches().last().map(|s| (s.1, s.3)), Some((P1, true)));
+}

@@ -308,3 +308,54 @@ fn the_other_encoders_copy_of_a_short_last_segment_never_goes_out_after_it() {
         );
     }
 }
+
+/// An encoder that comes back with several segments already stored: the
+/// output resumes and takes all of them at once, not one per event.
+#[test]
+fn a_resumed_output_takes_every_segment_already_stored_at_once() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::pdt(0), Encoder::pdt(0));
+    run_both(&mut h, &e0, &e1, 0, 3);
+    h.feed(8.0, P0, &ended(&e0, 3), &[]);
+    h.feed(8.1, P1, &ended(&e1, 3), &[]);
+    assert!(h.out().ends_with("#EXT-X-ENDLIST\n"), "{}", h.out());
+    let r1 = Encoder::pdt(60_000);
+    h.feed(64.0, P1, &r1.playlist(0, 2), &[]);
+    assert_eq!(resumes(&h), vec![(P1, 4)]);
+    let window: Vec<(u64, String)> =
+        h.m.segments()
+            .map(|s| (s.media_sequence, format!("p{}/{}", s.from, s.source_uri)))
+            .collect();
+    assert_eq!(
+        window,
+        [
+            (4, "p1/a0.ts".into()),
+            (5, "p1/a1.ts".into()),
+            (6, "p1/a2.ts".into())
+        ]
+    );
+}
+
+/// Both encoders end, and the last segment they announced was never stored
+/// anywhere: the output still ends, after what it has.
+#[test]
+fn an_output_whose_last_announced_segment_never_completes_still_ends() {
+    let mut h = H::new(MergeConfig::default());
+    let (e0, e1) = (Encoder::plain(), Encoder::plain());
+    run_both(&mut h, &e0, &e1, 0, 3);
+    h.feed(8.0, P0, &ended(&e0, 4), &["a4.ts"]);
+    h.feed(8.1, P1, &ended(&e1, 4), &["a4.ts"]);
+    h.tick(12.0);
+    assert!(
+        h.out().ends_with("p0/a3.ts\n#EXT-X-ENDLIST\n"),
+        "{}",
+        h.out()
+    );
+    assert_eq!(
+        h.events
+            .iter()
+            .filter(|e| matches!(e, Event::Ended { .. }))
+            .count(),
+        1
+    );
+}
