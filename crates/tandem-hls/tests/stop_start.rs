@@ -345,7 +345,9 @@ fn an_output_whose_last_announced_segment_never_completes_still_ends() {
     run_both(&mut h, &e0, &e1, 0, 3);
     h.feed(8.0, P0, &ended(&e0, 4), &["a4.ts"]);
     h.feed(8.1, P1, &ended(&e1, 4), &["a4.ts"]);
+    assert!(!h.m.ended(), "waiting for a4 until its threshold");
     h.tick(12.0);
+    assert!(h.m.ended());
     assert!(
         h.out().ends_with("p0/a3.ts\n#EXT-X-ENDLIST\n"),
         "{}",

@@ -184,7 +184,15 @@ impl RenditionMerge {
             }
         }
         let both_ended = self.inputs.iter().all(|i| i.ended);
-        let exhausted = |p: Pipeline| self.candidate(p).is_none_or(|(_, c, _)| !c.complete);
+        // Nothing more to come from `p`: no candidate, or one announced
+        // but still incomplete past the loss threshold (an upload still in
+        // flight when the encoder wrote ENDLIST gets that long to land:
+        // players stop polling at ENDLIST).
+        let exhausted = |p: Pipeline| {
+            self.candidate(p).is_none_or(|(_, c, _)| {
+                !c.complete && now.saturating_duration_since(c.first_seen) >= self.threshold(p)
+            })
+        };
         // A reset output waits, live, for its first segment.
         if both_ended
             && !self.restarting
