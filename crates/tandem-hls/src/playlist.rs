@@ -614,6 +614,16 @@ mod tests {
         assert_eq!(parse_pdt("2026-11-25T04:00:00+9999"), None);
         assert!(parse_pdt("2016-12-31T23:59:60Z").is_some(), "a leap second");
         assert!(parse_pdt("9999-12-31T23:59:59.999Z").is_some());
+        // The last day of a 400-year cycle and other leap days format back.
+        for d in [
+            "2000-02-29T12:00:00.000Z",
+            "2400-02-29T00:00:00.000Z",
+            "2024-02-29T23:59:59.999Z",
+            "1970-01-01T00:00:00.000Z",
+            "2100-03-01T00:00:00.000Z",
+        ] {
+            assert_eq!(parse_pdt(d).map(format_pdt).as_deref(), Some(d));
+        }
         assert_eq!(parse_pdt("yesterday"), None);
         // Each field is checked on its own.
         assert_eq!(parse_pdt("2026-00-01T00:00:00Z"), None);
@@ -638,13 +648,20 @@ mod tests {
     #[test]
     fn header_tags_stay_in_the_header_and_segment_tags_stay_with_their_segment() {
         let pl = parse_media(
-            "#EXTM3U\n#EXT-X-FOO:1\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=NONE\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n",
+            "#EXTM3U\n# made by an encoder\n#EXT-X-PART-INF:PART-TARGET=1.0\n#EXT-X-FOO:1\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-KEY:METHOD=NONE\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n",
         )
         .unwrap();
         // An unknown tag is no segment tag: a header tag after it is still
         // the header's. After a segment tag (KEY), everything up to the
         // URI is the segment's, in order.
-        assert_eq!(pl.header, ["#EXT-X-VERSION:3"]);
+        assert_eq!(
+            pl.header,
+            [
+                "# made by an encoder",
+                "#EXT-X-PART-INF:PART-TARGET=1.0",
+                "#EXT-X-VERSION:3"
+            ]
+        );
         assert_eq!(
             pl.segments[0].tags,
             [

@@ -96,3 +96,36 @@ pub enum Event {
     /// gets `media_sequence`.
     Reset { at: Instant, media_sequence: u64 },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SwitchReason;
+
+    /// The names the server writes into events and metric labels, which
+    /// operators' alert rules match on.
+    #[test]
+    fn switch_reasons_have_their_documented_names() {
+        let names: Vec<&str> = [
+            SwitchReason::Started,
+            SwitchReason::Stalled,
+            SwitchReason::Ended,
+            SwitchReason::Restarted,
+            SwitchReason::Preferred,
+            SwitchReason::Resumed,
+        ]
+        .into_iter()
+        .map(SwitchReason::as_str)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "started",
+                "stalled",
+                "ended",
+                "restarted",
+                "preferred",
+                "resumed"
+            ]
+        );
+    }
+}
