@@ -32,7 +32,7 @@ for t in "${TARGETS[@]}"; do
   log=$(mktemp)
   cargo +nightly fuzz run "$t" "target/corpus/$t" "corpus/$t" -- -max_total_time="$SECS" -print_final_stats=1 \
     > "$log" 2>&1 || true
-  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  execs=$(grep -aoE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
   corpus=$(find "target/corpus/$t" -type f | wc -l)
   crashes=$(find "artifacts/$t" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' \) 2>/dev/null | wc -l)
   rows+=("$(printf '%-16s %12s %8s %8s' "$t" "${execs:-?}" "$corpus" "$crashes")")
