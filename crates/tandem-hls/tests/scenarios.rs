@@ -48,10 +48,7 @@ fn pipeline_0_dies_mid_stream_and_the_output_continues_from_1_seamlessly() {
     assert_eq!(h.states(P0), vec![InputState::Receiving, InputState::Lost]);
     // What the server reads back for its status page and output pins.
     assert_eq!(h.m.active(), Some(P1));
-    let window: Vec<(u64, String)> =
-        h.m.segments()
-            .map(|s| (s.media_sequence, format!("p{}/{}", s.from, s.source_uri)))
-            .collect();
+    let window = h.window();
     assert_eq!(
         window,
         [

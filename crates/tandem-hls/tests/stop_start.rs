@@ -322,10 +322,7 @@ fn a_resumed_output_takes_every_segment_already_stored_at_once() {
     let r1 = Encoder::pdt(60_000);
     h.feed(64.0, P1, &r1.playlist(0, 2), &[]);
     assert_eq!(resumes(&h), vec![(P1, 4)]);
-    let window: Vec<(u64, String)> =
-        h.m.segments()
-            .map(|s| (s.media_sequence, format!("p{}/{}", s.from, s.source_uri)))
-            .collect();
+    let window = h.window();
     assert_eq!(
         window,
         [

@@ -466,37 +466,19 @@ impl FileConfig {
         if let Some(v) = &self.webhooks {
             cfg.webhooks = v.clone();
         }
-        let l = &mut cfg.limits;
-        if let Some(v) = self.header_read_timeout_secs {
-            l.header_read_timeout = secs(v);
+        crate::guard::LimitOverrides {
+            header_read_timeout_secs: self.header_read_timeout_secs,
+            max_header_bytes: self.max_header_bytes,
+            max_header_lines: self.max_header_lines,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            body_min_rate: self.body_min_rate,
+            body_min_rate_window_secs: self.body_min_rate_window_secs,
+            auth_failures: self.auth_failures,
+            auth_failure_window_secs: self.auth_failure_window_secs,
+            refusal_log_interval_secs: self.refusal_log_interval_secs,
         }
-        if let Some(v) = self.max_header_bytes {
-            l.max_header_bytes = v;
-        }
-        if let Some(v) = self.max_header_lines {
-            l.max_header_lines = v;
-        }
-        if let Some(v) = self.max_connections {
-            l.max_connections = v;
-        }
-        if let Some(v) = self.max_connections_per_ip {
-            l.max_connections_per_ip = v;
-        }
-        if let Some(v) = self.body_min_rate {
-            l.body_min_rate = v;
-        }
-        if let Some(v) = self.body_min_rate_window_secs {
-            l.body_min_rate_window = secs(v);
-        }
-        if let Some(v) = self.auth_failures {
-            l.auth_failures = v;
-        }
-        if let Some(v) = self.auth_failure_window_secs {
-            l.auth_failure_window = secs(v);
-        }
-        if let Some(v) = self.refusal_log_interval_secs {
-            l.refusal_log_interval = secs(v);
-        }
+        .apply(&mut cfg.limits);
     }
 }
 

@@ -150,6 +150,15 @@ impl H {
             .unwrap_or_default()
     }
 
+    /// The output window as the engine holds it: each segment's media
+    /// sequence number and `p{pipeline}/{source uri}`.
+    pub fn window(&self) -> Vec<(u64, String)> {
+        self.m
+            .segments()
+            .map(|s| (s.media_sequence, format!("p{}/{}", s.from, s.source_uri)))
+            .collect()
+    }
+
     pub fn switches(&self) -> Vec<(Option<Pipeline>, Pipeline, SwitchReason, bool)> {
         self.events
             .iter()

@@ -49,6 +49,52 @@ pub struct Limits {
     pub refusal_log_interval: Duration,
 }
 
+/// Settings that replace some of [`Limits`]' values: one layer of the
+/// configuration (file, environment, flags), durations in whole seconds.
+/// Each layer fills this and applies it, so the mapping lives once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitOverrides {
+    pub header_read_timeout_secs: Option<u64>,
+    pub max_header_bytes: Option<usize>,
+    pub max_header_lines: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub body_min_rate: Option<u64>,
+    pub body_min_rate_window_secs: Option<u64>,
+    pub auth_failures: Option<u32>,
+    pub auth_failure_window_secs: Option<u64>,
+    pub refusal_log_interval_secs: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// Replaces in `l` every value this layer sets.
+    pub fn apply(&self, l: &mut Limits) {
+        let secs = Duration::from_secs;
+        let Self {
+            header_read_timeout_secs,
+            max_header_bytes,
+            max_header_lines,
+            max_connections,
+            max_connections_per_ip,
+            body_min_rate,
+            body_min_rate_window_secs,
+            auth_failures,
+            auth_failure_window_secs,
+            refusal_log_interval_secs,
+        } = *self;
+        l.header_read_timeout = header_read_timeout_secs.map_or(l.header_read_timeout, secs);
+        l.max_header_bytes = max_header_bytes.unwrap_or(l.max_header_bytes);
+        l.max_header_lines = max_header_lines.unwrap_or(l.max_header_lines);
+        l.max_connections = max_connections.unwrap_or(l.max_connections);
+        l.max_connections_per_ip = max_connections_per_ip.unwrap_or(l.max_connections_per_ip);
+        l.body_min_rate = body_min_rate.unwrap_or(l.body_min_rate);
+        l.body_min_rate_window = body_min_rate_window_secs.map_or(l.body_min_rate_window, secs);
+        l.auth_failures = auth_failures.unwrap_or(l.auth_failures);
+        l.auth_failure_window = auth_failure_window_secs.map_or(l.auth_failure_window, secs);
+        l.refusal_log_interval = refusal_log_interval_secs.map_or(l.refusal_log_interval, secs);
+    }
+}
+
 /// A request head arrives in one packet or a few. It also bounds how long
 /// a kept-alive connection may sit idle between requests, so it stays
 /// longer than an encoder's segment duration (reusing a connection the
