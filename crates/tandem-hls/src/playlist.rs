@@ -26,6 +26,11 @@ pub enum PlaylistError {
     },
     #[error("line {line}: segment URI {uri:?} has no #EXTINF")]
     MissingExtinf { line: usize, uri: String },
+    #[error(
+        "line {line}: segment URI {uri:?} starts with '#' once its white space is trimmed; \
+         such a URI names the playlist itself, and a line starting with '#' is a tag or comment (RFC 8216 §4.1)"
+    )]
+    UriIsFragment { line: usize, uri: String },
     #[error("line {line}: tags after the last segment's #EXTINF lack its URI")]
     DanglingExtinf { line: usize },
     #[error("no #EXT-X-TARGETDURATION: a media playlist needs one")]
@@ -268,6 +273,9 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             }
         } else {
             let uri = line.trim().to_owned();
+            if uri.starts_with('#') {
+                return Err(PlaylistError::UriIsFragment { line: n, uri });
+            }
             let Some((_, duration)) = extinf.take() else {
                 return Err(PlaylistError::MissingExtinf { line: n, uri });
             };
@@ -597,6 +605,34 @@ mod tests {
             assert_eq!(again, pl, "{out}");
             assert_eq!(again.serialize(), out);
         }
+    }
+
+    /// Found by the `hls_playlist` fuzz target: a URI line with white space
+    /// before a '#' was trimmed into a URI that serialized as a comment, so
+    /// the written playlist no longer parsed. Such a URI names the playlist
+    /// itself, never a segment, and is refused with its line.
+    #[test]
+    fn a_uri_line_that_trims_to_a_fragment_is_refused() {
+        for (text, uri) in [
+            (
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\n # 000,channel5.ts \n",
+                "# 000,channel5.ts",
+            ),
+            (
+                "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n\t#EXTINF:2,\na.ts\n",
+                "#EXTINF:2,",
+            ),
+        ] {
+            match parse_media(text) {
+                Err(PlaylistError::UriIsFragment { line: 4, uri: u }) => assert_eq!(u, uri),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        // White space around an ordinary URI is still trimmed.
+        let pl = parse_media("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n  a.ts \n").unwrap();
+        assert_eq!(pl.segments[0].uri, "a.ts");
+        let again = parse_media(&pl.serialize()).unwrap();
+        assert_eq!(again, pl);
     }
 
     #[test]
