@@ -334,6 +334,18 @@ fn relative(ts: u32, reference: u32) -> i64 {
     i64::from(ts.wrapping_sub(reference) as i32)
 }
 
+/// The RTP timestamp of a datagram at least an RTP header long.
+pub(crate) fn rtp_timestamp(datagram: &[u8]) -> Option<u32> {
+    let b = datagram.get(4..8)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Whether RTP timestamps `a` and `b` are within the slack of one another:
+/// packets of one stream close together in sequence are.
+pub(crate) fn timestamps_near(a: u32, b: u32) -> bool {
+    relative(a, b).abs() <= TIMESTAMP_SLACK
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

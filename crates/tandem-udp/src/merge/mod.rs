@@ -60,6 +60,9 @@ const EXT_BASE: u64 = 1 << 32;
 const FROM_FEC: u8 = 0b100;
 /// With [`FROM_FEC`]: rebuilt from a row rather than a column.
 const FEC_ROW: u8 = 0b1000;
+/// How far on either side of a rebuilt packet its neighbours are looked
+/// for: a 2-D FEC matrix spans at most 100 packets.
+const NEIGHBOUR_SPAN: u64 = 100;
 
 #[derive(Debug)]
 struct Slot {
@@ -798,13 +801,48 @@ impl Merge {
                 .filter(|&&m| m != ext)
                 .filter_map(|&m| self.media(m))
                 .collect();
+            let alone = f.na == 1;
             let Ok(datagram) = f.recover(ext as u16, ssrc, others) else {
                 continue;
             };
+            if !self.fits_the_flow(ext, &datagram, alone) {
+                continue;
+            }
             self.store_recovered(now, ext, datagram, dir);
             return true;
         }
         false
+    }
+
+    /// Whether a packet rebuilt for `ext` belongs to the stream followed:
+    /// its RTP timestamp must be near that of one of the nearest packets
+    /// held on either side of it. XOR parity carries no integrity check,
+    /// and FEC computed over another stream (an encoder that restarted
+    /// with its own timestamp base) rebuilds a well-formed packet nobody
+    /// sent: over an even number of protected packets the other base
+    /// cancels out of the group's own check, and a one-packet group has no
+    /// others to check against. A rebuilt packet with no neighbour held
+    /// is taken only when its group had others to check it against.
+    fn fits_the_flow(&self, ext: u64, datagram: &Bytes, alone: bool) -> bool {
+        let Some(ts) = crate::fec::rtp_timestamp(datagram) else {
+            return false;
+        };
+        let below = (1..=NEIGHBOUR_SPAN)
+            .map_while(|k| ext.checked_sub(k))
+            .find_map(|e| self.media(e));
+        let above = (1..=NEIGHBOUR_SPAN)
+            .map(|k| ext + k)
+            .take_while(|&e| e <= self.highest)
+            .find_map(|e| self.media(e));
+        let mut neighbours = below
+            .into_iter()
+            .chain(above)
+            .filter_map(|d| crate::fec::rtp_timestamp(d))
+            .peekable();
+        if neighbours.peek().is_none() {
+            return !alone;
+        }
+        neighbours.any(|n| crate::fec::timestamps_near(ts, n))
     }
 
     fn store_recovered(&mut self, now: Instant, ext: u64, datagram: Bytes, dir: FecDirection) {
