@@ -205,6 +205,7 @@ pub fn run_rate(pps: u64, secs: u64) -> anyhow::Result<UdpRow> {
         forward: vec![format!("rtp://{target}").parse()?],
         skew_ms: None,
         record: false,
+        record_rollover_secs: None,
         interface: None,
     };
     let flow = tandem_udp_io::start(&spec, Arc::new(SystemFlowClock), Arc::new(Quiet))

@@ -43,6 +43,7 @@ pub mod ui;
 pub use tandem_s3 as s3;
 pub mod serve;
 pub mod udp;
+pub mod udp_record;
 mod util;
 pub mod webhooks;
 
@@ -596,7 +597,10 @@ impl Server {
         for spec in state.db.list_udp()? {
             // A flow that cannot open its sockets does not stop the
             // server: the API shows it failed, with the reason.
-            if let Err(e) = state.udp.start(spec.clone(), &state.events, &state.clock) {
+            if let Err(e) = state
+                .udp
+                .start(spec.clone(), &state.events, &state.clock, &state.store)
+            {
                 tracing::error!(flow = %spec.id, error = %e, "udp flow cannot start");
                 state.udp.failed(spec, e.to_string());
             }

@@ -39,6 +39,7 @@ struct Observer {
     bus: EventBus,
     clock: Arc<dyn Clock>,
     log: Arc<Mutex<VecDeque<serde_json::Value>>>,
+    record: Option<crate::udp_record::RecordTap>,
 }
 
 fn event_json(time: String, ev: &FlowEvent) -> serde_json::Value {
@@ -70,6 +71,12 @@ fn event_json(time: String, ev: &FlowEvent) -> serde_json::Value {
 }
 
 impl FlowObserver for Observer {
+    fn output(&self, ts: &bytes::Bytes) {
+        if let Some(r) = &self.record {
+            r.offer(ts);
+        }
+    }
+
     fn event(&self, ev: FlowEvent) {
         let body = event_json(crate::util::rfc3339_millis(self.clock.now()), &ev);
         match &ev {
@@ -99,6 +106,7 @@ impl FlowObserver for Observer {
 pub struct UdpFlow {
     pub spec: FlowSpec,
     handle: Mutex<Option<FlowHandle>>,
+    recording: Mutex<Option<crate::udp_record::Recording>>,
     /// Why the flow is not running (it could not open its sockets when
     /// the server started).
     pub error: Option<String>,
@@ -134,6 +142,14 @@ impl UdpFlow {
         if let Some(h) = h {
             h.stop().await;
         }
+        let r = self
+            .recording
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(r) = r {
+            r.finish().await;
+        }
     }
 }
 
@@ -150,24 +166,41 @@ impl UdpFlows {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts a flow (its sockets open before this returns).
+    /// Starts a flow (its sockets open before this returns), and its
+    /// recording into `store` if it records.
     pub fn start(
         &self,
         spec: FlowSpec,
         bus: &EventBus,
         clock: &Arc<dyn Clock>,
+        store: &Arc<dyn tandem_store::Store>,
     ) -> Result<Arc<UdpFlow>, tandem_udp_io::FlowError> {
+        spec.validate()?;
         let log: Arc<Mutex<VecDeque<serde_json::Value>>> = Arc::default();
+        let (record, recording) = if spec.record {
+            let (tap, rec) = crate::udp_record::start(
+                store.clone(),
+                clock.clone(),
+                &spec.id,
+                spec.record_rollover(),
+            );
+            (Some(tap), Some(rec))
+        } else {
+            (None, None)
+        };
         let observer = Arc::new(Observer {
             id: spec.id.clone(),
             bus: bus.clone(),
             clock: clock.clone(),
             log: log.clone(),
+            record,
         });
+        // On failure the writer ends by itself, having opened no file.
         let handle = tandem_udp_io::start(&spec, Arc::new(FlowClockOf(clock.clone())), observer)?;
         let flow = Arc::new(UdpFlow {
             spec: spec.clone(),
             handle: Mutex::new(Some(handle)),
+            recording: Mutex::new(recording),
             error: None,
             log,
         });
@@ -182,6 +215,7 @@ impl UdpFlows {
             Arc::new(UdpFlow {
                 spec,
                 handle: Mutex::new(None),
+                recording: Mutex::new(None),
                 error: Some(error),
                 log: Arc::default(),
             }),

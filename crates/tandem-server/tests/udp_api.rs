@@ -198,3 +198,72 @@ async fn a_stored_flow_starts_with_the_server() {
         "the FEC port is bound"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_flow_continues_the_counter_and_publishes_its_file_when_deleted() {
+    let s = TestServer::start(|_| {}).await;
+    let base = free_base();
+    let out = UdpSocket::bind("127.0.0.1:0").unwrap();
+    out.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let target = out.local_addr().unwrap();
+    let body = |extra: &str| {
+        format!(
+            r#"{{"id":"rec","mode":"udp-switch","legs":["127.0.0.1:{base}","127.0.0.1:{}"],"forward":["udp://{target}"]{extra}}}"#,
+            base + 10
+        )
+    };
+    for (extra, why) in [
+        (
+            r#","record_rollover_secs":10"#,
+            "--record-rollover applies to flows that record",
+        ),
+        (
+            r#","record":true,"record_rollover_secs":0"#,
+            "a rollover of 0 s is out of range",
+        ),
+    ] {
+        let (st, v) = call(&s, "POST", "/api/v1/udp", &body(extra)).await;
+        assert_eq!(st, 400, "{v}");
+        assert!(v["error"].as_str().unwrap().contains(why), "{v}");
+    }
+    // An earlier recording of this flow left index 4.
+    let folder = s.on_disk("s3.buckets/udp-recordings/rec");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("rec.000004.ts"), ts(99)).unwrap();
+    let (st, v) = call(
+        &s,
+        "POST",
+        "/api/v1/udp",
+        &body(r#","record":true,"record_rollover_secs":60"#),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (v["record_rollover_secs"].as_u64(), v["recording"].as_str()),
+        (Some(60), Some("s3://udp-recordings/rec/")),
+        "{v}"
+    );
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut buf = [0u8; 2048];
+    for i in 0..20u8 {
+        tx.send_to(&ts(i), ("127.0.0.1", base)).unwrap();
+        // Forwarded, so offered to the recording.
+        let n = out.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &ts(i)[..]);
+    }
+    // Nothing is published while the file is open.
+    assert!(!folder.join("rec.000005.ts").exists());
+    assert_eq!(call(&s, "DELETE", "/api/v1/udp/rec", "").await.0, 204);
+    let sent: Vec<u8> = (0..20u8).flat_map(ts).collect();
+    assert_eq!(std::fs::read(folder.join("rec.000005.ts")).unwrap(), sent);
+    assert_eq!(std::fs::read(folder.join("rec.000004.ts")).unwrap(), ts(99));
+    let m = scrape(&s).await;
+    assert_eq!(
+        metric_value(&m, r#"tandem_udp_record_files_total{flow="rec"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&m, r#"tandem_udp_record_bytes_total{flow="rec"}"#),
+        Some(sent.len() as f64)
+    );
+}

@@ -8,7 +8,7 @@
 //! their names, reports which bucket covers each index with a whole file, and
 //! plans the copies that would make both buckets complete.
 //!
-//! No sockets, no clock, no files: bytes and listings come in, reports and
+//! No sockets, no clock (a recording's time is passed in), no files: bytes and listings come in, reports and
 //! repair plans come out; the caller lists, reads and copies objects.
 //!
 //! Packet, adaptation field, PES header and PSI table parsing come from the
@@ -20,12 +20,16 @@
 //!   with its duration and every problem found, located by packet and byte.
 //! - [`archive`]: file names → indexes ([`NamePattern`]), both buckets'
 //!   checked listings → a [`Report`] per index, and the [`Repair`] copies.
+//! - [`record`]: a live stream → where each archive file of a recording
+//!   starts and ends ([`Rollover`]).
 
 pub mod archive;
 pub mod check;
+pub mod record;
 
 pub use archive::{
     Coverage, FileFacts, FileState, IndexReport, ListedFile, NamePattern, PatternError, Repair,
     Report, Side, SideListing, VerifyError, verify,
 };
 pub use check::{Clock, Problem, TsCheck, TsChecker, TsState, check_ts};
+pub use record::{Rollover, Step};

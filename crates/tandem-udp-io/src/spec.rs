@@ -98,6 +98,12 @@ pub enum SpecError {
         "--skew-ms applies to rtp-2022-7 flows; udp-switch legs carry no sequence numbers to wait for"
     )]
     SkewWithoutRtp,
+    #[error(
+        "a rollover of {0} s is out of range: use 1 to 3600 s (a recorded file is published once whole)"
+    )]
+    BadRollover(u64),
+    #[error("--record-rollover applies to flows that record (--record)")]
+    RolloverWithoutRecord,
     #[error("forward targets mix IPv4 and IPv6 ({0}); a flow sends from one socket")]
     MixedTargets(String),
     #[error(
@@ -245,6 +251,10 @@ impl<'de> Deserialize<'de> for Target {
 
 /// Most targets a flow forwards to: each is one more send of every packet.
 pub const MAX_TARGETS: usize = 16;
+/// Default length of a recorded file, as MediaLive's archive output.
+pub const DEFAULT_RECORD_ROLLOVER_SECS: u64 = 300;
+/// Longest recorded file: a file is published only once it is whole.
+pub const MAX_RECORD_ROLLOVER_SECS: u64 = 3600;
 /// Default skew window, SMPTE ST 2022-7 class B (see
 /// `tandem_udp::MergeConfig::skew_window`).
 pub const DEFAULT_SKEW_MS: u64 = 50;
@@ -263,6 +273,10 @@ pub struct FlowSpec {
     /// Write the merged TS into the store as rollover files.
     #[serde(default)]
     pub record: bool,
+    /// Seconds of stream per recorded file (default
+    /// [`DEFAULT_RECORD_ROLLOVER_SECS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_rollover_secs: Option<u64>,
     /// The IPv4 address of the interface multicast groups are joined on
     /// (and multicast targets sent from); the system's choice when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,6 +328,13 @@ impl FlowSpec {
         {
             return Err(SpecError::BadSkew(ms));
         }
+        match self.record_rollover_secs {
+            Some(_) if !self.record => return Err(SpecError::RolloverWithoutRecord),
+            Some(s) if !(1..=MAX_RECORD_ROLLOVER_SECS).contains(&s) => {
+                return Err(SpecError::BadRollover(s));
+            }
+            _ => {}
+        }
         if let Some(i) = self.interface
             && !i.is_ipv4()
         {
@@ -342,6 +363,14 @@ impl FlowSpec {
         Ok(())
     }
 
+    /// How much stream each recorded file holds.
+    pub fn record_rollover(&self) -> Duration {
+        Duration::from_secs(
+            self.record_rollover_secs
+                .unwrap_or(DEFAULT_RECORD_ROLLOVER_SECS),
+        )
+    }
+
     /// The skew window the merge runs with.
     pub fn skew_window(&self) -> Duration {
         Duration::from_millis(self.skew_ms.unwrap_or(DEFAULT_SKEW_MS))
@@ -361,6 +390,7 @@ mod tests {
             forward: fwd.iter().map(|t| t.parse().unwrap()).collect(),
             skew_ms: None,
             record: false,
+            record_rollover_secs: None,
             interface: None,
         }
     }

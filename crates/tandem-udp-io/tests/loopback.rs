@@ -96,6 +96,7 @@ async fn two_lossy_legs_forward_every_packet_once_in_order_and_bad_input_is_drop
         ],
         skew_ms: None,
         record: false,
+        record_rollover_secs: None,
         interface: None,
     };
     let events = Arc::new(Events::default());

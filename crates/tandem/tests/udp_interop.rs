@@ -97,7 +97,7 @@ fn setup() -> Option<Setup> {
 /// Runs ffmpeg through the relay into a flow forwarding to one capture
 /// socket; returns the relay's report, the captured datagrams and the
 /// flow as `tandem udp show` prints it once the stream ended.
-fn run_rtp(s: &Setup, plan: Plan, skew_ms: Option<&str>) -> (Report, Vec<Vec<u8>>, Value) {
+fn run_rtp(s: &Setup, plan: Plan, extra: &[&str]) -> (Report, Vec<Vec<u8>>, Value) {
     let out = big_socket();
     let target = format!("rtp://{}", out.local_addr().unwrap());
     let (l0, l1) = (s.legs[0].to_string(), s.legs[1].to_string());
@@ -113,9 +113,7 @@ fn run_rtp(s: &Setup, plan: Plan, skew_ms: Option<&str>) -> (Report, Vec<Vec<u8>
         "--forward",
         &target,
     ];
-    if let Some(ms) = skew_ms {
-        args.extend(["--skew-ms", ms]);
-    }
+    args.extend(extra);
     let v = udp(&s.tandem, &args);
     assert_eq!(v["state"], "running", "{v}");
     let captured = capture(out, Duration::from_secs(3), Duration::from_secs(60));
@@ -155,18 +153,7 @@ fn one_percent(i: u64) -> bool {
 #[test]
 fn rtp_legs_with_losses_on_each_merge_into_exactly_what_ffmpeg_sent() {
     let Some(s) = setup() else { return };
-    // Leg 0: 1 % at random; leg 1: bursts of 50 every 400; never both.
-    let burst = |i: u64| i % 400 >= 200 && i % 400 < 250;
-    let plan = Plan {
-        legs: s.legs,
-        drop: Box::new(move |i, leg| match leg {
-            0 => one_percent(i) && !burst(i),
-            _ => burst(i),
-        }),
-        silence: None,
-        fec: None,
-    };
-    let (report, got, shown) = run_rtp(&s, plan, None);
+    let (report, got, shown) = run_rtp(&s, losses_on_each_leg(s.legs), &[]);
     let n = report.original.len();
     assert!(n > 1000, "ffmpeg sent {n} datagrams");
     assert!(report.sent[0] < n as u64 && report.sent[1] < n as u64);
@@ -183,6 +170,92 @@ fn rtp_legs_with_losses_on_each_merge_into_exactly_what_ffmpeg_sent() {
     assert_probes_clean(s._dir.path(), &got, 12);
 }
 
+/// Leg 0 loses 1 % at random, leg 1 bursts of 50 every 400: never both.
+fn losses_on_each_leg(legs: [SocketAddr; 2]) -> Plan {
+    let burst = |i: u64| i % 400 >= 200 && i % 400 < 250;
+    Plan {
+        legs,
+        drop: Box::new(move |i, leg| match leg {
+            0 => one_percent(i) && !burst(i),
+            _ => burst(i),
+        }),
+        silence: None,
+        fec: None,
+    }
+}
+
+#[test]
+fn a_recorded_flow_writes_rollover_files_of_its_output_that_archive_verify_finds_whole() {
+    let Some(s) = setup() else { return };
+    let (report, got, shown) = run_rtp(
+        &s,
+        losses_on_each_leg(s.legs),
+        &["--record", "--record-rollover", "2"],
+    );
+    assert_eq!(got.len(), report.original.len(), "{shown}");
+    // Deleting the flow publishes the file it had open.
+    let (ok, _, err) = run(Command::new(bin())
+        .arg("--data")
+        .arg(&s.tandem.data)
+        .args(["udp", "delete", "f"]));
+    assert!(ok, "tandem udp delete: {err}");
+    let folder = s.tandem.data.join("objects/s3.buckets/udp-recordings/f");
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let expected: Vec<String> = (0..names.len()).map(|i| format!("f.{i:06}.ts")).collect();
+    assert_eq!(names, expected);
+    // 12 s of stream in 2 s files.
+    assert!((6..=7).contains(&names.len()), "{names:?}");
+    // The files hold exactly the TS that went out, in order.
+    let recorded: Vec<u8> = names
+        .iter()
+        .flat_map(|n| std::fs::read(folder.join(n)).unwrap())
+        .collect();
+    let forwarded: Vec<u8> = got.iter().flat_map(|d| d[12..].to_vec()).collect();
+    assert!(
+        recorded == forwarded,
+        "recorded {} bytes, forwarded {}",
+        recorded.len(),
+        forwarded.len()
+    );
+    // Each is cut before a PAT. (The first starts with the stream, whose
+    // first packet from ffmpeg is its SDT.)
+    for n in &names[1..] {
+        let f = std::fs::read(folder.join(n)).unwrap();
+        assert_eq!(&f[..3], &[0x47, 0x40, 0], "{n} starts with a PAT");
+    }
+    // And the archive check finds every index whole.
+    let out = Command::new(bin())
+        .arg("--data")
+        .arg(&s.tandem.data)
+        .args([
+            "archive",
+            "verify",
+            "s3://udp-recordings/f/",
+            "s3://udp-recordings/f/",
+            "--rollover",
+            "2",
+            "--json",
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "archive verify: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let rows = report["indexes"].as_array().unwrap();
+    assert_eq!(rows.len(), names.len(), "{report}");
+}
+
 #[test]
 fn an_rtp_leg_stopped_for_3_s_and_resumed_loses_nothing() {
     let Some(s) = setup() else { return };
@@ -192,7 +265,7 @@ fn an_rtp_leg_stopped_for_3_s_and_resumed_loses_nothing() {
         silence: Some((0, Duration::from_secs(3), Some(Duration::from_secs(6)))),
         fec: None,
     };
-    let (report, got, shown) = run_rtp(&s, plan, None);
+    let (report, got, shown) = run_rtp(&s, plan, &[]);
     let n = report.original.len();
     assert!(
         report.sent[0] + 200 < n as u64,
@@ -236,7 +309,7 @@ fn fec_repairs_what_both_legs_lost() {
         silence: None,
         fec: Some((4, 4)),
     };
-    let (report, got, shown) = run_rtp(&s, plan, None);
+    let (report, got, shown) = run_rtp(&s, plan, &[]);
     let n = report.original.len() as u64;
     assert!(report.fec_sent > 0);
     // The last matrix, cut short by the end of the stream, has no column

@@ -32,6 +32,9 @@ pub struct UdpFlowView {
     /// `running`; `failed` (see `error`); `stopped` when no server runs
     /// (the flow starts with the server).
     pub state: String,
+    /// Where a recording flow's files go (`s3://udp-recordings/ID/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,11 +43,18 @@ pub struct UdpFlowView {
     pub events: Vec<serde_json::Value>,
 }
 
+/// Where a recording flow's files are, as `tandem archive verify` takes it.
+fn recording_url(spec: &FlowSpec) -> Option<String> {
+    spec.record
+        .then(|| format!("s3://{}/{}/", crate::udp_record::BUCKET, spec.id))
+}
+
 /// The view of a flow no server runs.
 pub fn stopped_view(spec: &FlowSpec) -> UdpFlowView {
     UdpFlowView {
         spec: spec.clone(),
         state: "stopped".into(),
+        recording: recording_url(spec),
         error: None,
         status: None,
         events: Vec::new(),
@@ -61,6 +71,7 @@ fn live_view(f: &UdpFlow) -> UdpFlowView {
             "failed"
         }
         .into(),
+        recording: recording_url(&f.spec),
         error: f.error.clone(),
         status,
         events: f.events(),
@@ -80,6 +91,8 @@ struct CreateUdp {
     #[serde(default)]
     record: bool,
     #[serde(default)]
+    record_rollover_secs: Option<u64>,
+    #[serde(default)]
     interface: Option<std::net::IpAddr>,
 }
 
@@ -89,11 +102,7 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 /// Checks a definition as both the API and the CLI (without a server) do.
 pub fn check_spec(spec: &FlowSpec) -> Result<(), String> {
-    spec.validate().map_err(|e| e.to_string())?;
-    if spec.record {
-        return Err("recording UDP flows (--record) is not available in this version".into());
-    }
-    Ok(())
+    spec.validate().map_err(|e| e.to_string())
 }
 
 pub(super) async fn create(
@@ -114,6 +123,7 @@ pub(super) async fn create(
         forward: req.forward,
         skew_ms: req.skew_ms,
         record: req.record,
+        record_rollover_secs: req.record_rollover_secs,
         interface: req.interface,
     };
     check_spec(&spec).map_err(bad)?;
@@ -123,7 +133,7 @@ pub(super) async fn create(
     // Sockets first: a port in use refuses the flow before it is stored.
     let flow =
         st.udp
-            .start(spec.clone(), &st.events, &st.clock)
+            .start(spec.clone(), &st.events, &st.clock, &st.store)
             .map_err(|e| {
                 let status = match &e {
                     FlowError::Socket(tandem_udp_io::socket::SocketError::Bind {

@@ -50,9 +50,13 @@ enum UdpCommand {
         /// The IPv4 address of the interface to join multicast groups on.
         #[arg(long, value_name = "ADDR")]
         interface: Option<std::net::IpAddr>,
-        /// Record the merged TS into the store (not available yet).
+        /// Record the output TS as archive files in the S3 bucket
+        /// `udp-recordings`, under `ID/ID.NNNNNN.ts`.
         #[arg(long)]
         record: bool,
+        /// Seconds of stream per recorded file (default 300).
+        #[arg(long, value_name = "SECS", requires = "record")]
+        record_rollover: Option<u64>,
     },
     /// List flows.
     List,
@@ -82,6 +86,7 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: UdpArgs) -> any
             skew_ms,
             interface,
             record,
+            record_rollover,
         } => {
             let spec = FlowSpec {
                 id,
@@ -96,6 +101,7 @@ pub fn run(data: Option<PathBuf>, config: Option<PathBuf>, args: UdpArgs) -> any
                     .collect::<Result<_, _>>()?,
                 skew_ms,
                 record,
+                record_rollover_secs: record_rollover,
                 interface,
             };
             if let Err(e) = check_spec(&spec) {
