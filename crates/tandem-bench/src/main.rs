@@ -88,6 +88,10 @@ enum Scenario {
         rates: Vec<u64>,
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Also run each rate through a bare forwarder (no merge: leg 0
+        /// sent on, leg 1 dropped), the ceiling of the same topology.
+        #[arg(long)]
+        baseline: bool,
     },
     /// Scenario 5: RSS during a PUT and a GET of this many bytes.
     Memory {
@@ -297,36 +301,73 @@ fn chaos(
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Scenario::Udp { rates, seconds } = &cli.command {
+    if let Scenario::Udp {
+        rates,
+        seconds,
+        baseline,
+    } = &cli.command
+    {
+        use tandem_bench::udp::Forwarder;
         println!(
-            "| offered pps/leg | sent pps/leg | output pps | output Mbit/s (TS) | missing | flow thread CPU % | RSS MiB |"
+            "| forwarder | offered pps/leg | sent pps/leg | output pps | output Mbit/s (TS) | missing | forwarding thread CPU % | RSS MiB |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
         let mut best = None;
+        let mut bare_best: Option<tandem_bench::udp::UdpRow> = None;
+        let forwarders: &[Forwarder] = if *baseline {
+            &[Forwarder::Tandem, Forwarder::Bare]
+        } else {
+            &[Forwarder::Tandem]
+        };
         for &pps in rates {
-            let r = tandem_bench::udp::run_rate(pps, *seconds)?;
-            println!(
-                "| {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
-                r.offered_pps,
-                r.sent_pps,
-                r.received_pps,
-                r.received_mbps,
-                r.missing,
-                r.sent,
-                r.flow_cpu_pct,
-                r.rss_mib
-            );
-            std::io::stdout().flush()?;
-            if r.missing == 0 {
-                best = Some(r);
+            for &fw in forwarders {
+                let r = tandem_bench::udp::run_rate(pps, *seconds, fw)?;
+                println!(
+                    "| {} | {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
+                    if fw == Forwarder::Tandem {
+                        "tandem 2022-7"
+                    } else {
+                        "bare (no merge)"
+                    },
+                    r.offered_pps,
+                    r.sent_pps,
+                    r.received_pps,
+                    r.received_mbps,
+                    r.missing,
+                    r.sent,
+                    r.flow_cpu_pct,
+                    r.rss_mib
+                );
+                std::io::stdout().flush()?;
+                if r.missing == 0 {
+                    if fw == Forwarder::Tandem {
+                        best = Some(r);
+                    } else {
+                        bare_best = Some(r);
+                    }
+                }
             }
         }
-        match best {
+        match &best {
             Some(r) => println!(
                 "# highest rate merged with zero loss: {:.0} packets/s, {:.0} Mbit/s",
                 r.received_pps, r.received_mbps
             ),
             None => println!("# no rate merged with zero loss"),
+        }
+        if *baseline {
+            match (&bare_best, &best) {
+                (Some(b), Some(t)) => println!(
+                    "# highest rate the bare forwarder passed with zero loss: {:.0} packets/s; the merge reached {:.0} % of it",
+                    b.received_pps,
+                    t.received_pps / b.received_pps.max(1.0) * 100.0
+                ),
+                (Some(b), None) => println!(
+                    "# highest rate the bare forwarder passed with zero loss: {:.0} packets/s",
+                    b.received_pps
+                ),
+                (None, _) => println!("# the bare forwarder passed no rate with zero loss"),
+            }
         }
         return Ok(());
     }

@@ -8,6 +8,14 @@
 //! sequence number sent arrives once at the target. CPU is the flow
 //! thread's own (from `/proc/self/task`), so the sender and receiver do
 //! not count; RSS is the whole process's.
+//!
+//! [`Forwarder::Bare`] puts a forwarder with no merge in the flow's place:
+//! the same sockets and buffers, the same batched calls, every packet of
+//! leg 0 sent on and leg 1's received and dropped. It is the ceiling of
+//! this topology on this machine (two legs in, one target out, sender and
+//! receiver in the same process), which a single-leg send-to-receive
+//! ceiling overstates by the extra receive and send every output packet
+//! costs.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -180,8 +188,76 @@ async fn send(sock: tokio::net::UdpSocket, legs: [SocketAddr; 2], pps: u64, tota
     sent
 }
 
-/// Runs one rate for `secs` seconds.
-pub fn run_rate(pps: u64, secs: u64) -> anyhow::Result<UdpRow> {
+/// What stands between the legs and the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarder {
+    /// A Tandem 2022-7 flow, as `tandem serve` runs it.
+    Tandem,
+    /// Leg 0 sent on as it comes, leg 1 received and dropped.
+    Bare,
+}
+
+/// The bare forwarder's thread (named as the flow's, so that its CPU is
+/// read the same way) until `until`.
+fn bare_forwarder(
+    legs: [SocketAddr; 2],
+    target: SocketAddr,
+    until: Instant,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let mut socks = Vec::new();
+    for addr in legs {
+        let leg = tandem_udp_io::LegAddr { source: None, addr };
+        socks.push(tandem_udp_io::socket::open_receiver(&leg, None)?.socket);
+    }
+    let out = big_socket(8 << 20)?;
+    Ok(std::thread::Builder::new().name("udp-bench".into()).spawn(
+        move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let mut socks = socks.into_iter().map(tokio::net::UdpSocket::from_std);
+                let (Some(l0), Some(l1)) = (socks.next(), socks.next()) else {
+                    anyhow::bail!("two legs");
+                };
+                let (l0, l1) = (l0?, l1?);
+                let out = tokio::net::UdpSocket::from_std(out)?;
+                let (mut rb, mut sb) = (RecvBatch::new(), SendBatch::new());
+                let deadline = tokio::time::Instant::from_std(until);
+                loop {
+                    tokio::select! {
+                        r = l0.readable() => {
+                            r?;
+                            while let Ok(n) = rb.recv(&l0) {
+                                if n == 0 {
+                                    break;
+                                }
+                                let rb = &rb;
+                                let _ = sb
+                                    .send(&out, target, n, |i| {
+                                        (rb.get(i).map_or(&[][..], |(d, _)| d), &[][..])
+                                    })
+                                    .await;
+                            }
+                        }
+                        r = l1.readable() => {
+                            r?;
+                            while let Ok(n) = rb.recv(&l1) {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                        () = tokio::time::sleep_until(deadline) => return Ok(()),
+                    }
+                }
+            })
+        },
+    )?)
+}
+
+/// Runs one rate for `secs` seconds through `forwarder`.
+pub fn run_rate(pps: u64, secs: u64, forwarder: Forwarder) -> anyhow::Result<UdpRow> {
     let base = free_base()?;
     let out = big_socket(64 << 20)?;
     let target = out.local_addr()?;
@@ -208,13 +284,24 @@ pub fn run_rate(pps: u64, secs: u64) -> anyhow::Result<UdpRow> {
         record_rollover_secs: None,
         interface: None,
     };
-    let flow = tandem_udp_io::start(&spec, Arc::new(SystemFlowClock), Arc::new(Quiet))
-        .context("starting the flow")?;
-    std::thread::sleep(Duration::from_millis(100));
     let total = pps * secs;
+    let until = Instant::now()
+        + Duration::from_millis(100)
+        + Duration::from_secs(secs)
+        + Duration::from_millis(1500);
+    let (flow, bare) = match forwarder {
+        Forwarder::Tandem => (
+            Some(
+                tandem_udp_io::start(&spec, Arc::new(SystemFlowClock), Arc::new(Quiet))
+                    .context("starting the flow")?,
+            ),
+            None,
+        ),
+        Forwarder::Bare => (None, Some(bare_forwarder(legs, target, until)?)),
+    };
+    std::thread::sleep(Duration::from_millis(100));
     let ticks0 = thread_ticks("udp-bench").unwrap_or(0);
     let t0 = Instant::now();
-    let until = t0 + Duration::from_secs(secs) + Duration::from_millis(1500);
     let rx = std::thread::spawn(move || -> anyhow::Result<(u64, Vec<u64>)> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -248,7 +335,13 @@ pub fn run_rate(pps: u64, secs: u64) -> anyhow::Result<UdpRow> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(flow.stop());
+    if let Some(flow) = flow {
+        rt.block_on(flow.stop());
+    }
+    if let Some(b) = bare {
+        b.join()
+            .map_err(|_| anyhow::anyhow!("bare forwarder panicked"))??;
+    }
     let arrived: u64 = (0..sent)
         .filter(|&i| {
             seen.get((i / 64) as usize)
