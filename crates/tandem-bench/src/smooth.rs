@@ -187,7 +187,10 @@ pub struct SmoothReport {
     /// Fragments POSTed (both pipelines).
     pub fragments_sent: u64,
     pub bytes_sent: u64,
+    /// Every timed fragment but each point's first.
     pub publish: Percentiles,
+    /// Each point's first fragment: its publishing point starts with it.
+    pub publish_first: Percentiles,
     /// Server CPU over the run, percent of one core.
     pub cpu_percent: f64,
     pub rss_start: u64,
@@ -220,6 +223,7 @@ pub async fn scale(
     let sent = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let delays = Arc::new(Mutex::new(Vec::new()));
+    let firsts = Arc::new(Mutex::new(Vec::new()));
     // A shared clock: the first fragment's time is now, in 100 ns units.
     let base = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -268,9 +272,15 @@ pub async fn scale(
             }
         }
         drop(tx);
-        let (errors, late, delays, addr) = (errors.clone(), late.clone(), delays.clone(), t.addr);
+        let (errors, late, delays, firsts, addr) = (
+            errors.clone(),
+            late.clone(),
+            delays.clone(),
+            firsts.clone(),
+            t.addr,
+        );
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = watch(addr, i, rx, &delays, &late).await {
+            if let Err(e) = watch(addr, i, rx, [&firsts, &delays], &late).await {
                 errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("bench-sm{i} manifest: {e:#}");
             }
@@ -303,12 +313,14 @@ pub async fn scale(
         _ => 0.0,
     };
     let delays = std::mem::take(&mut *delays.lock().await);
+    let firsts = std::mem::take(&mut *firsts.lock().await);
     Ok(SmoothReport {
         points,
         seconds: wall,
         fragments_sent: sent.load(Ordering::Relaxed),
         bytes_sent: bytes.load(Ordering::Relaxed),
         publish: Percentiles::of(delays),
+        publish_first: Percentiles::of(firsts),
         cpu_percent,
         rss_start,
         rss_end,
@@ -400,12 +412,13 @@ pub fn audio_last_time(xml: &str) -> Option<u64> {
     last
 }
 
-/// Times each of a point's audio fragments from sent to named.
+/// Times each of a point's audio fragments from sent to named: the first
+/// into `into[0]`, the others into `into[1]`.
 async fn watch(
     addr: std::net::SocketAddr,
     i: usize,
     mut rx: mpsc::UnboundedReceiver<(u64, Instant)>,
-    delays: &Mutex<Vec<Duration>>,
+    into: [&Mutex<Vec<Duration>>; 2],
     late: &AtomicU64,
 ) -> anyhow::Result<()> {
     let mut c = Conn::new(addr);
@@ -413,11 +426,13 @@ async fn watch(
     // Both pipelines report their audio fragments; the first copy of a
     // time starts the clock, the second is ignored.
     let mut timed = 0u64;
+    let mut first = true;
     while let Some((time, sent)) = rx.recv().await {
         if time < timed {
             continue;
         }
         timed = time + 1;
+        let delays = into[usize::from(!std::mem::take(&mut first))];
         let give_up = sent + Duration::from_secs(5);
         loop {
             let r = c.request("GET", &path, None, b"").await?;
