@@ -33,6 +33,35 @@ pub enum TsError {
     BadAdaptationField { index: usize, length: u8 },
 }
 
+/// The continuity facts of one transport packet's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CcFact {
+    pub pid: u16,
+    pub cc: u8,
+    pub payload: bool,
+    /// `discontinuity_indicator`: the counter may jump here.
+    pub discontinuity: bool,
+}
+
+/// The continuity facts of every whole transport packet in `payload` that
+/// starts with the sync byte, in order.
+pub(crate) fn cc_facts(payload: &[u8]) -> impl Iterator<Item = CcFact> + '_ {
+    payload
+        .chunks_exact(TS_PACKET_LEN)
+        .filter_map(|p| match *p {
+            [SYNC_BYTE, b1, b2, b3, af_len, flags, ..] => {
+                let af = b3 & 0x20 != 0;
+                Some(CcFact {
+                    pid: u16::from(b1 & 0x1f) << 8 | u16::from(b2),
+                    cc: b3 & 0x0f,
+                    payload: b3 & 0x10 != 0,
+                    discontinuity: af && af_len > 0 && flags & 0x80 != 0,
+                })
+            }
+            _ => None,
+        })
+}
+
 /// One 188-byte transport packet (a view into its datagram).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TsPacket {

@@ -432,6 +432,61 @@ fn fec_computed_over_another_stream_never_puts_its_packet_in_place_of_a_lost_one
     }
 }
 
+/// An encoder that restarted as a real one does: its own timestamp base,
+/// its own content, the same PID, and its counters running from where its
+/// own stream is, which pads with a null packet in every other datagram.
+fn restarted_elsewhere(media: &[Bytes]) -> Vec<Bytes> {
+    let mut cc = 3u8;
+    restarted(media)
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let mut v = p.to_vec();
+            for (i, ts) in v[12..].chunks_mut(188).enumerate() {
+                if k % 2 == 0 && i == k * 5 % 7 {
+                    ts[1..4].copy_from_slice(&[0x1f, 0xff, 0x10]);
+                } else {
+                    ts[3] = 0x10 | cc;
+                    cc = (cc + 1) & 0x0f;
+                }
+                ts[4..].iter_mut().for_each(|b| *b ^= 0x5a);
+            }
+            Bytes::from(v)
+        })
+        .collect()
+}
+
+#[test]
+fn fec_over_another_stream_of_an_even_group_is_refused_by_the_continuity_counters() {
+    let media: Vec<Bytes> = (0..20).map(|i| rtp(i as u16, SSRC)).collect();
+    let other = restarted_elsewhere(&media);
+    for (what, fec) in [
+        ("a column of 4", column_fec(&other, 0, 4, 4, 0)),
+        ("a row of 4", row_fec(&other, 4, 4, 0)),
+        ("a row of 2", row_fec(&other, 4, 2, 0)),
+        // Odd groups as before.
+        ("a column of 5", column_fec(&other, 0, 4, 5, 0)),
+        ("a row of 1", row_fec(&other, 4, 1, 0)),
+    ] {
+        let (out, m) = with_one_lost_and_fec(&media, 4, fec);
+        assert_eq!(out.len(), 19, "{what}");
+        assert!(out.iter().all(|p| media.contains(&p.datagram)), "{what}");
+        assert_eq!(m.counters().recovered_by_fec, 0, "{what}");
+    }
+    // A stream whose counters break inside the lost packet (the encoder's
+    // own glitch) still has it rebuilt: only the joins with its neighbours
+    // tell whose packet it is.
+    let mut glitched = media.clone();
+    let mut v = glitched[4].to_vec();
+    let third = 12 + 3 * 188 + 3;
+    v[third] = (v[third] & 0xf0) | ((v[third] + 9) & 0x0f);
+    glitched[4] = Bytes::from(v);
+    let (out, m) = with_one_lost_and_fec(&glitched, 4, row_fec(&glitched, 4, 4, 0));
+    assert_eq!(out.len(), 20);
+    assert_eq!(out[4].datagram, glitched[4]);
+    assert_eq!(m.counters().recovered_by_fec, 1);
+}
+
 /// Found by the `udp_merge` fuzz target: a row of one packet has no other
 /// packet to check the rebuilt one against; computed over another stream,
 /// with nothing held near the lost packet either, it is not taken on its

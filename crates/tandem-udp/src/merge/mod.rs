@@ -843,6 +843,70 @@ impl Merge {
             return !alone;
         }
         neighbours.any(|n| crate::fec::timestamps_near(ts, n))
+            && self.continuity_fits(ext, datagram)
+    }
+
+    /// Whether the transport packets a packet rebuilt for `ext` carries
+    /// take up each PID's `continuity_counter` (ISO/IEC 13818-1 §2.4.3.3)
+    /// where the packet before it left off, and hand it on to the packet
+    /// after it, where those are held. FEC over another stream's packets
+    /// can rebuild a timestamp that looks right (over an even number of
+    /// packets the other stream's base cancels out), but the counters it
+    /// rebuilds are another stream's, or the XOR of both streams': they
+    /// run on inside the packet yet do not join its neighbours'. Only the
+    /// two joins are checked (a break inside the packet is the stream's
+    /// own), and a break at either refuses the packet, which was lost on
+    /// both legs anyway.
+    fn continuity_fits(&self, ext: u64, datagram: &Bytes) -> bool {
+        use crate::ts::{CcFact, NULL_PID, cc_facts};
+        fn ts_of(d: &Bytes) -> Option<Bytes> {
+            crate::rtp::RtpPacket::parse(d.clone())
+                .ok()
+                .map(|r| r.payload())
+        }
+        /// Each PID's first and last packet in `ts`, nulls left out.
+        fn ends(ts: &[u8]) -> Vec<(CcFact, CcFact)> {
+            let mut v: Vec<(CcFact, CcFact)> = Vec::new();
+            for f in cc_facts(ts).filter(|f| f.pid != NULL_PID) {
+                match v.iter_mut().find(|(first, _)| first.pid == f.pid) {
+                    Some((_, last)) => *last = f,
+                    None => v.push((f, f)),
+                }
+            }
+            v
+        }
+        /// Whether `next` may follow `last` on one PID.
+        fn joins(last: CcFact, next: CcFact) -> bool {
+            let step = if next.payload {
+                (last.cc + 1) & 0x0f
+            } else {
+                last.cc
+            };
+            // The same counter again is a permitted duplicate.
+            next.discontinuity || next.cc == step || next.cc == last.cc
+        }
+        let Some(mine) = ts_of(datagram).map(|t| ends(&t)) else {
+            return false;
+        };
+        let before = ext
+            .checked_sub(1)
+            .and_then(|e| self.media(e))
+            .and_then(ts_of)
+            .map(|t| ends(&t));
+        let after = self.media(ext + 1).and_then(ts_of).map(|t| ends(&t));
+        mine.iter().all(|&(first, last)| {
+            let from_before = before
+                .iter()
+                .flatten()
+                .filter(|(f, _)| f.pid == first.pid)
+                .all(|&(_, b)| joins(b, first));
+            let into_after = after
+                .iter()
+                .flatten()
+                .filter(|(f, _)| f.pid == last.pid)
+                .all(|&(a, _)| joins(last, a));
+            from_before && into_after
+        })
     }
 
     fn store_recovered(&mut self, now: Instant, ext: u64, datagram: Bytes, dir: FecDirection) {
