@@ -46,6 +46,8 @@ pub const DEFAULT_DISK_LOW_PERCENT: f64 = 5.0;
 pub const DEFAULT_DISK_LOW_BYTES: u64 = 1024 * 1024 * 1024;
 /// Free space is checked this often: a statvfs call, cheap.
 pub const DEFAULT_DISK_CHECK: Duration = Duration::from_secs(10);
+/// Unfinished multipart uploads are removed after a day (MinIO's default too).
+pub const DEFAULT_S3_MULTIPART_EXPIRY: Duration = Duration::from_secs(86_400);
 /// Pinned output segments kept in memory: the newest segments of about 100
 /// renditions at 4 Mbit/s with 2 s segments and 6-segment windows.
 /// How far back Smooth clients may seek, and how long a fragment stays
@@ -126,6 +128,9 @@ pub struct ServerConfig {
     pub disk_low_bytes: u64,
     /// How often free space is checked.
     pub disk_check: Duration,
+    /// Multipart uploads older than this and never completed are removed;
+    /// zero keeps them.
+    pub s3_multipart_expiry: Duration,
     /// Origins whose browser players may read `/out/` (CORS); `*`: any.
     pub cors_origins: Vec<String>,
     /// Create the `demo` channel when the database holds no channel.
@@ -169,6 +174,7 @@ impl ServerConfig {
             disk_low_percent: DEFAULT_DISK_LOW_PERCENT,
             disk_low_bytes: DEFAULT_DISK_LOW_BYTES,
             disk_check: DEFAULT_DISK_CHECK,
+            s3_multipart_expiry: DEFAULT_S3_MULTIPART_EXPIRY,
             cors_origins: vec!["*".to_owned()],
             create_demo_channel: true,
             s3_listen: DEFAULT_S3_LISTEN.parse().ok(),
@@ -286,6 +292,7 @@ impl ServerConfig {
 /// s3_listen = "127.0.0.1:9000"   # or "off"
 /// s3_region = "us-east-1"
 /// s3_domains = ["s3.example.com"] # {bucket}.s3.example.com is virtual-host style
+/// s3_multipart_expiry_secs = 86400 # unfinished multipart uploads removed; 0: kept
 /// mediastore_listen = "127.0.0.1:9010" # or "off"
 /// cors_origins = ["https://player.example.com"] # or ["*"]
 /// archive_check_every_secs = 10  # how often hosted archive pairs are checked
@@ -331,6 +338,7 @@ pub struct FileConfig {
     pub s3_listen: Option<String>,
     pub s3_region: Option<String>,
     pub s3_domains: Option<Vec<String>>,
+    pub s3_multipart_expiry_secs: Option<u64>,
     pub mediastore_listen: Option<String>,
     pub cors_origins: Option<Vec<String>>,
     pub archive_check_every_secs: Option<u64>,
@@ -451,6 +459,9 @@ impl FileConfig {
         if let Some(v) = &self.s3_region {
             cfg.s3.region = v.clone();
         }
+        if let Some(v) = self.s3_multipart_expiry_secs {
+            cfg.s3_multipart_expiry = secs(v);
+        }
         if let Some(v) = &self.s3_domains {
             cfg.s3.domains = v.clone();
         }
@@ -512,6 +523,7 @@ disk_check_secs = 3
 s3_listen = "off"
 s3_region = "eu-west-3"
 s3_domains = ["s3.example.com", "localhost"]
+s3_multipart_expiry_secs = 7200
 mediastore_listen = "off"
 cors_origins = ["https://player.example.com"]
 archive_check_every_secs = 5
@@ -569,6 +581,7 @@ url = "http://127.0.0.1:9999/hook"
                 s3_listen: Some("off".into()),
                 s3_region: Some("eu-west-3".into()),
                 s3_domains: Some(vec!["s3.example.com".into(), "localhost".into()]),
+                s3_multipart_expiry_secs: Some(7200),
                 mediastore_listen: Some("off".into()),
                 cors_origins: Some(vec!["https://player.example.com".into()]),
                 archive_check_every_secs: Some(5),
@@ -635,6 +648,7 @@ url = "http://127.0.0.1:9999/hook"
         assert_eq!(cfg.disk_check, Duration::from_secs(3));
         assert_eq!(cfg.s3.region, "eu-west-3");
         assert_eq!(cfg.s3.domains, ["s3.example.com", "localhost"]);
+        assert_eq!(cfg.s3_multipart_expiry, Duration::from_secs(7200));
         assert_eq!(cfg.archive_check_every, Duration::from_secs(5));
         assert_eq!(cfg.archive_grace, Duration::from_secs(45));
         assert_eq!(cfg.webhooks.len(), 2);

@@ -44,6 +44,7 @@ pub use tandem_s3 as s3;
 pub mod serve;
 pub mod udp;
 pub mod udp_record;
+pub mod uploads;
 mod util;
 pub mod webhooks;
 
@@ -717,16 +718,19 @@ impl Server {
             tokio::spawn(async move { st.webhooks.run(st.clock.clone(), hooks_stopped).await })
         };
         let disk = tokio::spawn(disk::run(self.state.clone()));
+        let sweep = tokio::spawn(uploads::run(self.state.clone()));
         let signal = async {
             shutdown.await;
             watch.abort();
             disk.abort();
+            sweep.abort();
             let _ = stop_tx.send(true);
         };
         tokio::join!(main, s3, mediastore, signal);
         // Cancelled above; gone once awaited, with its hold on the state.
         let _ = watch.await;
         let _ = disk.await;
+        let _ = sweep.await;
         // Ingest has drained: each output saves its last step and stops.
         self.state.outputs.shutdown().await;
         self.state.udp.stop_all().await;

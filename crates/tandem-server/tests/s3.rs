@@ -314,6 +314,56 @@ async fn an_interrupted_put_object_publishes_nothing_and_keeps_the_previous_vers
 }
 
 #[tokio::test]
+async fn a_multipart_upload_never_completed_is_removed_after_a_day() {
+    let s3 = S3::start_clocked("expiry", 10, |_| {}).await;
+    let clock = s3.srv.clock.clone().unwrap();
+    let id = s3.create_upload("/expiry-0/big.ts").await;
+    let part = s3
+        .call(
+            "PUT",
+            &format!("/expiry-0/big.ts?partNumber=1&uploadId={id}"),
+            &[7u8; 1000],
+        )
+        .await;
+    assert_eq!(part.status, 200);
+    let dir = s3.srv.dir.path().join("objects/s3.uploads").join(&id);
+    assert!(dir.join("00001.part").is_file());
+    let listed = |body: &[u8]| String::from_utf8_lossy(body).contains(&id);
+    // 23 hours on: kept, and still listed and completable.
+    clock.advance(Duration::from_secs(23 * 3600));
+    let expiry = s3.srv.state.cfg.s3_multipart_expiry;
+    assert_eq!(expiry, Duration::from_secs(86_400));
+    let now = tandem_server::clock::Clock::now(clock.as_ref());
+    assert_eq!(
+        s3.srv.state.s3.expire_uploads(now, expiry).await.unwrap(),
+        0
+    );
+    assert!(listed(&s3.call("GET", "/expiry-0?uploads", b"").await.body));
+    // Past a day: the hourly sweep removes it, parts and all.
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert!(
+        s3.srv.eventually(|| !dir.exists()).await,
+        "the abandoned upload is still on disk"
+    );
+    assert!(!listed(
+        &s3.call("GET", "/expiry-0?uploads", b"").await.body
+    ));
+    let done = s3
+        .call(
+            "POST",
+            &format!("/expiry-0/big.ts?uploadId={id}"),
+            b"<CompleteMultipartUpload></CompleteMultipartUpload>",
+        )
+        .await;
+    assert_eq!((done.status, code(&done).as_str()), (404, "NoSuchUpload"));
+    let m = support::scrape(&s3.srv).await;
+    assert!(
+        support::metric_value(&m, "tandem_s3_multipart_expired_total").is_some_and(|v| v >= 1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn an_unfinished_multipart_upload_is_invisible_until_completed() {
     let s3 = S3::start().await;
     let id = s3.create_upload("/news-0/big.ts").await;

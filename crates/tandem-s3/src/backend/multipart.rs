@@ -1,6 +1,8 @@
 //! Multipart uploads: parts staged under `s3.uploads/{id}/`, the object
 //! published whole, by one concatenation inside the store, at completion.
 
+use std::time::Duration;
+
 use super::*;
 
 /// The smallest part S3 accepts, except the last.
@@ -340,5 +342,52 @@ impl TandemS3 {
             uploads: Some(uploads),
             ..Default::default()
         }))
+    }
+}
+
+impl TandemS3 {
+    /// Removes multipart uploads begun more than `older_than` before `now`
+    /// and never completed or aborted (an encoder or client that died
+    /// mid-upload leaves its parts behind, as S3's lifecycle rule
+    /// `AbortIncompleteMultipartUpload` would remove them). An upload whose
+    /// record cannot be read is judged by its folder's time. Returns how
+    /// many were removed.
+    pub async fn expire_uploads(&self, now: SystemTime, older_than: Duration) -> S3Result<u64> {
+        let root =
+            ObjectPath::from_segments([UPLOADS]).map_err(|e| s3_error!(InternalError, "{e}"))?;
+        let ids = match self.store.list(&root).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound(_)) => return Ok(0),
+            Err(e) => return Err(store_err(e)),
+        };
+        let mut removed = 0;
+        for (id, entry) in ids {
+            let Ok(dir) = Self::upload_dir(&id) else {
+                continue;
+            };
+            let Ok(record) = dir.join("upload.json") else {
+                continue;
+            };
+            let began = match read_json::<Upload>(&self.store, &record).await? {
+                Some(u) => SystemTime::UNIX_EPOCH + Duration::from_secs(u.initiated_unix),
+                None => match entry {
+                    Entry::Collection { modified, .. } => modified,
+                    Entry::Object(m) => m.modified,
+                },
+            };
+            if now.duration_since(began).is_ok_and(|age| age > older_than) {
+                match self.store.delete(&dir).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => {
+                        removed += 1;
+                        tracing::info!(
+                            upload_id = id,
+                            "removed a multipart upload never completed"
+                        );
+                    }
+                    Err(e) => return Err(store_err(e)),
+                }
+            }
+        }
+        Ok(removed)
     }
 }
