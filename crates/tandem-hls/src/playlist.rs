@@ -109,7 +109,8 @@ impl MediaPlaylist {
         let mut pdt_carried: Option<i64> = None;
         for s in &self.segments {
             if s.discontinuity {
-                out.push_str("#EXT-X-DISCONTINUITY\n");
+                out.push_str(DISCONTINUITY);
+                out.push('\n');
             }
             // A reader must be able to derive every segment's PDT: add the
             // tag where the segment lacks one and it does not follow from the
@@ -183,6 +184,9 @@ fn tag_value<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
     line.strip_prefix(tag)?.strip_prefix(':')
 }
 
+/// The tag whose presence a segment carries as its `discontinuity` flag.
+const DISCONTINUITY: &str = "#EXT-X-DISCONTINUITY";
+
 /// Parses a media playlist (RFC 8216 §4.3.3, §4.3.2).
 pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -212,9 +216,9 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
     let mut pdt: Option<i64> = None;
     let mut next_pdt: Option<i64> = None;
     let mut seen_segment_tag = false;
-    // Where among the pending tags the discontinuity sits: kept in the
-    // trailer when no segment follows it, so the text round-trips.
-    let mut disc_at = 0;
+    // A discontinuity stays among the pending tags where it was, so that
+    // one with no segment after it stays in the trailer in place (the text
+    // round-trips); a segment takes it as its flag.
     for (n, raw) in lines {
         let line = raw.trim_end();
         if line.is_empty() {
@@ -234,9 +238,9 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             || line.starts_with("#EXT-X-I-FRAME-STREAM-INF")
         {
             return Err(PlaylistError::Multivariant);
-        } else if line == "#EXT-X-DISCONTINUITY" {
+        } else if line == DISCONTINUITY {
             discontinuity = true;
-            disc_at = pending.len();
+            pending.push(line.to_owned());
             seen_segment_tag = true;
         } else if let Some(v) = tag_value(line, "#EXT-X-PROGRAM-DATE-TIME") {
             pdt = Some(parse_pdt(v).ok_or_else(|| PlaylistError::BadValue {
@@ -286,7 +290,10 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
                 duration,
                 discontinuity,
                 program_date_time: this_pdt,
-                tags: std::mem::take(&mut pending),
+                tags: std::mem::take(&mut pending)
+                    .into_iter()
+                    .filter(|t| t != DISCONTINUITY)
+                    .collect(),
             });
             discontinuity = false;
             seen_segment_tag = false;
@@ -297,12 +304,6 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
     }
     if !have_target {
         return Err(PlaylistError::MissingTargetDuration);
-    }
-    if discontinuity {
-        pending.insert(
-            disc_at.min(pending.len()),
-            "#EXT-X-DISCONTINUITY".to_owned(),
-        );
     }
     pl.trailer = pending;
     Ok(pl)
@@ -593,10 +594,16 @@ mod tests {
             "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-DISCONTINUITY\n#EXT-X-FOO:1\n#EXT-X-VERSION:6\n",
             "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-BAR\n#EXT-X-DISCONTINUITY\n#EXT-X-VERSION:6\n",
             "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"b\"\n",
+            // Found by the campaign: two of them, tags between and after.
+            "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXT-X-DISCONTINUITY\n#EXT-X-A:1\n#EXT-X-VERSION:6\n#EXT-X-DISCONTINUITY\n#EXT-X-B:2\n",
         ] {
             let pl = parse_media(text).unwrap();
-            assert!(
-                pl.trailer.iter().any(|l| l == "#EXT-X-DISCONTINUITY"),
+            assert_eq!(
+                pl.trailer
+                    .iter()
+                    .filter(|l| *l == "#EXT-X-DISCONTINUITY")
+                    .count(),
+                text.matches("#EXT-X-DISCONTINUITY").count(),
                 "{:?}",
                 pl.trailer
             );
