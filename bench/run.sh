@@ -166,9 +166,7 @@ DOC=$ROOT/docs/benchmarks.md
   echo
   sed '1,/^$/d' "$OUT/nginx/report.md"
   echo
-  echo "### UDP/RTP merge"
-  echo
-  echo "Reserved for the UDP/RTP merge figures (see \`../shared/bench/udp-loopback-limit.sh\` for the loopback ceiling)."
+  echo "(The UDP/RTP merge and Smooth figures are run by hand; see their sections above.)"
 } > "$DOC.new"
 mv "$DOC.new" "$DOC"
 echo "wrote $DOC" >&2
