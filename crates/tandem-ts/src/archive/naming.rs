@@ -166,24 +166,59 @@ pub fn file_name_of(key: &str) -> &str {
     key.rsplit_once('/').map_or(key, |(_, name)| name)
 }
 
+/// Matches `tokens` against `name`. Each `*` tries every length, so a
+/// pattern of many `*` would take exponential time by plain backtracking;
+/// a (token, offset) pair that failed once fails again whatever `{index}`
+/// held (the rest of the match does not depend on it), so each is tried
+/// once: at most tokens × name length states.
 fn match_tokens(tokens: &[Token], name: &[u8], index: Option<u64>) -> Option<u64> {
-    let Some((token, rest)) = tokens.split_first() else {
-        return if name.is_empty() { index } else { None };
-    };
-    match token {
-        Token::Literal(lit) => name
-            .strip_prefix(lit.as_bytes())
-            .and_then(|tail| match_tokens(rest, tail, index)),
-        Token::Any => (0..=name.len()).find_map(|skip| {
-            name.get(skip..)
-                .and_then(|tail| match_tokens(rest, tail, index))
-        }),
-        Token::Index => {
-            let digits = name.iter().take_while(|b| b.is_ascii_digit()).count();
-            (1..=digits).rev().find_map(|len| {
-                let (run, tail) = name.split_at_checked(len)?;
-                match_tokens(rest, tail, Some(parse_digits(run)?))
-            })
+    Matcher {
+        tokens,
+        name,
+        failed: std::collections::HashSet::new(),
+    }
+    .run(0, 0, index)
+}
+
+struct Matcher<'a> {
+    tokens: &'a [Token],
+    name: &'a [u8],
+    failed: std::collections::HashSet<(usize, usize)>,
+}
+
+impl Matcher<'_> {
+    fn run(&mut self, t: usize, at: usize, index: Option<u64>) -> Option<u64> {
+        if self.failed.contains(&(t, at)) {
+            return None;
+        }
+        let found = self.step(t, at, index);
+        if found.is_none() {
+            self.failed.insert((t, at));
+        }
+        found
+    }
+
+    fn step(&mut self, t: usize, at: usize, index: Option<u64>) -> Option<u64> {
+        let name = self.name.get(at..)?;
+        let Some(token) = self.tokens.get(t) else {
+            return if name.is_empty() { index } else { None };
+        };
+        match token {
+            Token::Literal(lit) => {
+                if name.starts_with(lit.as_bytes()) {
+                    self.run(t + 1, at + lit.len(), index)
+                } else {
+                    None
+                }
+            }
+            Token::Any => (at..=self.name.len()).find_map(|from| self.run(t + 1, from, index)),
+            Token::Index => {
+                let digits = name.iter().take_while(|b| b.is_ascii_digit()).count();
+                (1..=digits).rev().find_map(|len| {
+                    let value = parse_digits(name.get(..len)?)?;
+                    self.run(t + 1, at + len, Some(value))
+                })
+            }
         }
     }
 }
@@ -201,6 +236,17 @@ mod tests {
 
     fn pattern(p: &str) -> NamePattern {
         NamePattern::parse(p).unwrap()
+    }
+
+    /// Found by the `names` fuzz target as a slow unit: a pattern of many
+    /// `*` backtracked exponentially. Each (token, offset) is now tried
+    /// once; this would not finish in any test's time by backtracking.
+    #[test]
+    fn a_pattern_of_many_stars_matches_in_polynomial_time() {
+        let p = pattern(&format!("{}{{index}}.ts", "*x".repeat(40)));
+        let name = format!("{}7.tsx", "x".repeat(200));
+        assert_eq!(p.index_of(&name), None);
+        assert_eq!(p.index_of(&format!("{}7.ts", "x".repeat(200))), Some(7));
     }
 
     #[test]
