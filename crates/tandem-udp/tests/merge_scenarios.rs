@@ -193,38 +193,54 @@ fn a_leg_restarting_with_a_new_ssrc_is_reported_and_the_other_followed() {
 #[test]
 fn when_the_followed_stream_ends_on_both_legs_the_restarted_one_is_followed_from_its_first_packet()
 {
-    let t0 = Instant::now();
-    let mut m = merge();
-    for s in 0..10u16 {
-        let t = t0 + ms(u64::from(s) * 10);
-        m.on_packet(t, P0, rtp(s, SSRC));
-        m.on_packet(t, P1, rtp(500 + s, 0xbeef)); // P1 already restarted
-    }
-    // P0 stops; P1 carries on with the new stream.
-    for s in 10..30u16 {
-        let t = t0 + ms(u64::from(s) * 10);
-        m.on_packet(t, P1, rtp(500 + s, 0xbeef));
-        m.check_invariants();
-    }
-    tick_until(&mut m, t0 + ms(600));
-    let (out, evs) = drain(&mut m);
-    let got = seqs(&out);
-    assert_eq!(&got[..10], &(0..10).collect::<Vec<u16>>()[..]);
-    // Held back while P0 carried on, then replayed: from the first new packet P1 still held.
-    let first_new = got[10];
-    assert!(first_new <= 510, "{got:?}");
-    assert_eq!(&got[10..], &(first_new..530).collect::<Vec<u16>>()[..]);
-    assert!(evs.iter().any(|e| matches!(
-        e,
-        MergeEvent::StreamRestarted {
-            leg: P1,
-            previous_ssrc: SSRC,
-            ssrc: 0xbeef,
-            ..
+    // Encoders start their sequence numbers at random: the old and the
+    // new stream's numbers are anywhere, and may wrap. (With the old
+    // stream at 40000, the new one's numbers once extended next to the
+    // old stream's instead of to themselves, so nothing of the new stream
+    // went out: found by the fuzz campaign.)
+    for (old, new) in [
+        (0u16, 500u16),
+        (40_000, 7_434),
+        (65_530, 65_500),
+        (7_000, 60_000),
+    ] {
+        let t0 = Instant::now();
+        let mut m = merge();
+        for s in 0..10u16 {
+            let t = t0 + ms(u64::from(s) * 10);
+            m.on_packet(t, P0, rtp(old.wrapping_add(s), SSRC));
+            m.on_packet(t, P1, rtp(new.wrapping_add(s), 0xbeef)); // P1 already restarted
         }
-    )));
-    let ext: Vec<u64> = out.iter().map(|p| p.extended_sequence).collect();
-    assert!(ext.windows(2).all(|w| w[1] > w[0]));
+        // P0 stops; P1 carries on with the new stream.
+        for s in 10..30u16 {
+            let t = t0 + ms(u64::from(s) * 10);
+            m.on_packet(t, P1, rtp(new.wrapping_add(s), 0xbeef));
+            m.check_invariants();
+            assert!(m.next_deadline().is_none_or(|d| d > t), "{old} → {new}");
+        }
+        tick_until(&mut m, t0 + ms(600));
+        let (out, evs) = drain(&mut m);
+        let got = seqs(&out);
+        let olds: Vec<u16> = (0..10).map(|s| old.wrapping_add(s)).collect();
+        assert_eq!(&got[..10], &olds[..], "{old} → {new}");
+        // Held back while P0 carried on, then replayed: from the first new
+        // packet P1 still held, to the last.
+        let first_new = got[10].wrapping_sub(new);
+        assert!(first_new <= 10, "{old} → {new}: {got:?}");
+        let news: Vec<u16> = (first_new..30).map(|s| new.wrapping_add(s)).collect();
+        assert_eq!(&got[10..], &news[..], "{old} → {new}");
+        assert!(evs.iter().any(|e| matches!(
+            e,
+            MergeEvent::StreamRestarted {
+                leg: P1,
+                previous_ssrc: SSRC,
+                ssrc: 0xbeef,
+                ..
+            }
+        )));
+        let ext: Vec<u64> = out.iter().map(|p| p.extended_sequence).collect();
+        assert!(ext.windows(2).all(|w| w[1] > w[0]), "{old} → {new}");
+    }
 }
 
 fn column_fec(media: &[Bytes], base: usize, l: usize, d: usize, fec_seq: u16) -> Bytes {

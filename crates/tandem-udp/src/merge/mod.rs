@@ -587,8 +587,10 @@ impl Merge {
         for l in self.legs.iter_mut() {
             l.last_ext = None;
         }
-        // Extended numbers keep increasing across the restart.
-        let base = self.next_out + (1 << 16);
+        // Extended numbers keep increasing across the restart, on a base
+        // whose low 16 bits are zero, so that the new stream's sequence
+        // numbers extend to themselves.
+        let base = (self.next_out + (1 << 16)) & !0xffff;
         self.stream = Some(Stream {
             ssrc: d.ssrc,
             hold_until: held.first().map_or(now, |(t, _, _)| *t) + self.cfg.skew_window,
