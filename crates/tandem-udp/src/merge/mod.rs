@@ -589,8 +589,11 @@ impl Merge {
         }
         // Extended numbers keep increasing across the restart, on a base
         // whose low 16 bits are zero, so that the new stream's sequence
-        // numbers extend to themselves.
-        let base = (self.next_out + (1 << 16)) & !0xffff;
+        // numbers extend to themselves, and at least 2^16 past the old
+        // stream, so that an earlier packet moving the new stream's start
+        // back in its first window (by less than half the buffer) never
+        // lands at or before the last packet out.
+        let base = (self.next_out & !0xffff) + (2 << 16);
         self.stream = Some(Stream {
             ssrc: d.ssrc,
             hold_until: held.first().map_or(now, |(t, _, _)| *t) + self.cfg.skew_window,
