@@ -92,6 +92,12 @@ enum Scenario {
         /// sent on, leg 1 dropped), the ceiling of the same topology.
         #[arg(long)]
         baseline: bool,
+        /// How the encoder's stand-in sends: `gso` (runs of datagrams per
+        /// system call, reaching the legs as runs, as from a NIC with
+        /// receive offload) or `plain` (one message per datagram, as
+        /// ffmpeg sends). Both may be given.
+        #[arg(long, value_delimiter = ',', default_value = "gso,plain")]
+        sender: Vec<String>,
     },
     /// Scenario 5: RSS during a PUT and a GET of this many bytes.
     Memory {
@@ -305,68 +311,80 @@ fn main() -> anyhow::Result<()> {
         rates,
         seconds,
         baseline,
+        sender,
     } = &cli.command
     {
-        use tandem_bench::udp::Forwarder;
-        println!(
-            "| forwarder | offered pps/leg | sent pps/leg | output pps | output Mbit/s (TS) | missing | forwarding thread CPU % | RSS MiB |"
-        );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-        let mut best = None;
-        let mut bare_best: Option<tandem_bench::udp::UdpRow> = None;
+        use tandem_bench::udp::{Forwarder, Sender};
+        let senders = sender
+            .iter()
+            .map(|s| match s.as_str() {
+                "gso" => Ok(Sender::Gso),
+                "plain" => Ok(Sender::Plain),
+                other => Err(anyhow::anyhow!("--sender {other:?}: expected gso or plain")),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let forwarders: &[Forwarder] = if *baseline {
             &[Forwarder::Tandem, Forwarder::Bare]
         } else {
             &[Forwarder::Tandem]
         };
-        for &pps in rates {
-            for &fw in forwarders {
-                let r = tandem_bench::udp::run_rate(pps, *seconds, fw)?;
-                println!(
-                    "| {} | {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
-                    if fw == Forwarder::Tandem {
-                        "tandem 2022-7"
-                    } else {
-                        "bare (no merge)"
-                    },
-                    r.offered_pps,
-                    r.sent_pps,
-                    r.received_pps,
-                    r.received_mbps,
-                    r.missing,
-                    r.sent,
-                    r.flow_cpu_pct,
-                    r.rss_mib
-                );
-                std::io::stdout().flush()?;
-                if r.missing == 0 {
-                    if fw == Forwarder::Tandem {
-                        best = Some(r);
-                    } else {
-                        bare_best = Some(r);
+        for how in senders {
+            println!(
+                "\n| forwarder | sender | offered pps/leg | sent pps/leg | output pps | output Mbit/s (TS) | missing | forwarding thread CPU % | RSS MiB |"
+            );
+            println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            let mut best = None;
+            let mut bare_best: Option<tandem_bench::udp::UdpRow> = None;
+            for &pps in rates {
+                for &fw in forwarders {
+                    let r = tandem_bench::udp::run_rate(pps, *seconds, fw, how)?;
+                    println!(
+                        "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
+                        if fw == Forwarder::Tandem {
+                            "tandem 2022-7"
+                        } else {
+                            "bare (no merge)"
+                        },
+                        if how == Sender::Gso { "gso" } else { "plain" },
+                        r.offered_pps,
+                        r.sent_pps,
+                        r.received_pps,
+                        r.received_mbps,
+                        r.missing,
+                        r.sent,
+                        r.flow_cpu_pct,
+                        r.rss_mib
+                    );
+                    std::io::stdout().flush()?;
+                    if r.missing == 0 {
+                        if fw == Forwarder::Tandem {
+                            best = Some(r);
+                        } else {
+                            bare_best = Some(r);
+                        }
                     }
                 }
             }
-        }
-        match &best {
-            Some(r) => println!(
-                "# highest rate merged with zero loss: {:.0} packets/s, {:.0} Mbit/s",
-                r.received_pps, r.received_mbps
-            ),
-            None => println!("# no rate merged with zero loss"),
-        }
-        if *baseline {
-            match (&bare_best, &best) {
-                (Some(b), Some(t)) => println!(
-                    "# highest rate the bare forwarder passed with zero loss: {:.0} packets/s; the merge reached {:.0} % of it",
-                    b.received_pps,
-                    t.received_pps / b.received_pps.max(1.0) * 100.0
+            match &best {
+                Some(r) => println!(
+                    "# highest rate merged with zero loss: {:.0} packets/s, {:.0} Mbit/s",
+                    r.received_pps, r.received_mbps
                 ),
-                (Some(b), None) => println!(
-                    "# highest rate the bare forwarder passed with zero loss: {:.0} packets/s",
-                    b.received_pps
-                ),
-                (None, _) => println!("# the bare forwarder passed no rate with zero loss"),
+                None => println!("# no rate merged with zero loss"),
+            }
+            if *baseline {
+                match (&bare_best, &best) {
+                    (Some(b), Some(t)) => println!(
+                        "# highest rate the bare forwarder passed with zero loss: {:.0} packets/s; the merge reached {:.0} % of it",
+                        b.received_pps,
+                        t.received_pps / b.received_pps.max(1.0) * 100.0
+                    ),
+                    (Some(b), None) => println!(
+                        "# highest rate the bare forwarder passed with zero loss: {:.0} packets/s",
+                        b.received_pps
+                    ),
+                    (None, _) => println!("# the bare forwarder passed no rate with zero loss"),
+                }
             }
         }
         return Ok(());
@@ -459,6 +477,13 @@ fn main() -> anyhow::Result<()> {
                     r.publish.max_ms, r.publish_first.p50_ms, r.publish_first.max_ms, r.cpu_percent, mb(r.rss_start), mb(r.rss_end), mb(r.rss_max), r.errors, r.late
                 );
                 println!("\n(publish p50/p99/max: every audio fragment timed but each point's first; first fragment: the one each point starts with)");
+                match r.server {
+                    Some(d) => println!(
+                        "\nserver-side publish delay (last byte arrived → named in a served manifest, /metrics over its last minute), per point across {} points: p50 median {:.2} ms, max {:.2} ms; p99 median {:.2} ms, max {:.2} ms",
+                        d.points, d.p50_median_ms, d.p50_max_ms, d.p99_median_ms, d.p99_max_ms
+                    ),
+                    None => println!("\nserver-side publish delay: not read from /metrics"),
+                }
                 let trace: Vec<String> = r.rss_trace.iter().map(|(s, b)| format!("{s} s: {:.1}", mb(*b))).collect();
                 println!("\nRSS (MB) every 10 s: {}", trace.join(", "));
             }

@@ -200,6 +200,60 @@ pub struct SmoothReport {
     pub rss_trace: Vec<(u64, u64)>,
     pub errors: u64,
     pub late: u64,
+    /// The server's own publish delay (`tandem_smooth_publish_delay_seconds`,
+    /// last byte arrived → named in a served manifest), read from
+    /// `/metrics` just before the pushes end: across the points, the
+    /// median and the largest of each point's p50 and p99, in ms.
+    pub server: Option<ServerDelay>,
+}
+
+/// Per-point quantiles of the server's publish delay, summarised across
+/// the points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerDelay {
+    pub points: usize,
+    pub p50_median_ms: f64,
+    pub p50_max_ms: f64,
+    pub p99_median_ms: f64,
+    pub p99_max_ms: f64,
+}
+
+/// Reads every `bench-sm*` channel's `tandem_smooth_publish_delay_seconds`
+/// quantiles from a Prometheus text page.
+pub fn server_delay(page: &str) -> Option<ServerDelay> {
+    let (mut p50, mut p99) = (Vec::new(), Vec::new());
+    for line in page.lines() {
+        let Some(rest) = line.strip_prefix("tandem_smooth_publish_delay_seconds{") else {
+            continue;
+        };
+        if !rest.contains("channel=\"bench-sm") {
+            continue;
+        }
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        if labels.contains("quantile=\"0.5\"") {
+            p50.push(v * 1e3);
+        } else if labels.contains("quantile=\"0.99\"") {
+            p99.push(v * 1e3);
+        }
+    }
+    let summary = |v: &mut Vec<f64>| -> Option<(f64, f64)> {
+        v.sort_by(f64::total_cmp);
+        Some((*v.get(v.len() / 2)?, *v.last()?))
+    };
+    let (p50_median_ms, p50_max_ms) = summary(&mut p50)?;
+    let (p99_median_ms, p99_max_ms) = summary(&mut p99)?;
+    Some(ServerDelay {
+        points: p99.len(),
+        p50_median_ms,
+        p50_max_ms,
+        p99_median_ms,
+        p99_max_ms,
+    })
 }
 
 /// Runs `points` publishing points for `duration`.
@@ -304,6 +358,20 @@ pub async fn scale(
     let cpu_end = pid.and_then(cpu_secs);
     let rss_end = pid.and_then(rss_bytes).unwrap_or(0);
     let wall = start.elapsed().as_secs_f64();
+    let server = match Conn::new(t.addr)
+        .request("GET", "/metrics", None, b"")
+        .await
+    {
+        Ok(r) if r.status == 200 => server_delay(&String::from_utf8_lossy(&r.body)),
+        Ok(r) => {
+            eprintln!("/metrics answered {}", r.status);
+            None
+        }
+        Err(e) => {
+            eprintln!("/metrics: {e:#}");
+            None
+        }
+    };
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -328,6 +396,7 @@ pub async fn scale(
         rss_trace,
         errors: errors.load(Ordering::Relaxed),
         late: late.load(Ordering::Relaxed),
+        server,
     })
 }
 
@@ -479,6 +548,25 @@ mod tests {
         let f = with_time(&t[3].fragments[0], 123 * FRAGMENT, FRAGMENT);
         let at = f.windows(16).position(|w| w == TFXD).unwrap() + 16;
         assert_eq!(&f[at + 4..at + 12], &(123 * FRAGMENT).to_be_bytes());
+    }
+
+    #[test]
+    fn the_server_delay_is_read_per_bench_point() {
+        let page = "# TYPE tandem_smooth_publish_delay_seconds summary
+tandem_smooth_publish_delay_seconds{channel=\"bench-sm0\",quantile=\"0.5\"} 0.0005
+tandem_smooth_publish_delay_seconds{channel=\"bench-sm0\",quantile=\"0.99\"} 0.002
+tandem_smooth_publish_delay_seconds{channel=\"bench-sm1\",quantile=\"0.5\"} 0.0007
+tandem_smooth_publish_delay_seconds{channel=\"bench-sm1\",quantile=\"0.99\"} 0.004
+tandem_smooth_publish_delay_seconds{channel=\"bench-sm2\",quantile=\"0.99\"} 0.003
+tandem_smooth_publish_delay_seconds{channel=\"other\",quantile=\"0.99\"} 9
+tandem_smooth_publish_delay_seconds_sum{channel=\"bench-sm0\"} 1
+";
+        let d = server_delay(page).unwrap();
+        assert_eq!(d.points, 3);
+        assert!((d.p99_median_ms - 3.0).abs() < 1e-9, "{d:?}");
+        assert!((d.p99_max_ms - 4.0).abs() < 1e-9, "{d:?}");
+        assert!((d.p50_max_ms - 0.7).abs() < 1e-9, "{d:?}");
+        assert!(server_delay("").is_none());
     }
 
     #[test]

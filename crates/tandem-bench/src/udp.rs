@@ -9,6 +9,14 @@
 //! thread's own (from `/proc/self/task`), so the sender and receiver do
 //! not count; RSS is the whole process's.
 //!
+//! The sender is an encoder's stand-in: with [`Sender::Gso`] it hands the
+//! kernel runs of datagrams (UDP segmentation offload), which reach the
+//! legs as runs (UDP GRO), as a NIC with receive offload delivers them;
+//! with [`Sender::Plain`] every datagram is its own message, as ffmpeg
+//! sends, and the legs take them one by one. The counting receiver takes
+//! runs too. Both keep the load generator's own cost, on the same two
+//! cores, from being what is measured.
+//!
 //! [`Forwarder::Bare`] puts a forwarder with no merge in the flow's place:
 //! the same sockets and buffers, the same batched calls, every packet of
 //! leg 0 sent on and leg 1's received and dropped. It is the ceiling of
@@ -22,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tandem_udp_io::batch::{BATCH, RecvBatch, SendBatch};
+use tandem_udp_io::batch::{BATCH, RecvBatch, SendBatch, enable_gro};
 use tandem_udp_io::{FlowEvent, FlowObserver, FlowSpec, Mode, SystemFlowClock};
 
 /// RTP header plus seven TS packets.
@@ -103,7 +111,7 @@ fn big_socket(buf: usize) -> anyhow::Result<std::net::UdpSocket> {
 /// Counts the output's sequence numbers until `until`.
 async fn receive(sock: tokio::net::UdpSocket, until: Instant, expected: u64) -> (u64, Vec<u64>) {
     let mut seen = vec![0u64; (expected as usize).div_ceil(64) + 1];
-    let mut batch = RecvBatch::new();
+    let mut batch = RecvBatch::gro();
     let mut received = 0u64;
     let mut last: Option<u64> = None;
     let deadline = tokio::time::Instant::from_std(until);
@@ -141,8 +149,24 @@ async fn receive(sock: tokio::net::UdpSocket, until: Instant, expected: u64) -> 
     (received, seen)
 }
 
+/// How the encoder's stand-in sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// Runs of datagrams per system call (UDP GSO), reaching the legs as
+    /// runs (UDP GRO).
+    Gso,
+    /// One message per datagram (`sendmmsg`), as ffmpeg sends.
+    Plain,
+}
+
 /// Sends `total` packets at `pps` to both legs, paced per millisecond.
-async fn send(sock: tokio::net::UdpSocket, legs: [SocketAddr; 2], pps: u64, total: u64) -> u64 {
+async fn send(
+    sock: tokio::net::UdpSocket,
+    legs: [SocketAddr; 2],
+    pps: u64,
+    total: u64,
+    how: Sender,
+) -> u64 {
     let mut headers = vec![[0u8; 12]; BATCH];
     // Seven null packets (PID 0x1FFF): what a constant-rate multiplex
     // pads with; the merge checks their sync bytes like any others.
@@ -155,7 +179,10 @@ async fn send(sock: tokio::net::UdpSocket, legs: [SocketAddr; 2], pps: u64, tota
             _ => (i % 251) as u8,
         })
         .collect();
-    let mut batch = SendBatch::new();
+    let mut batch = match how {
+        Sender::Gso => SendBatch::new(),
+        Sender::Plain => SendBatch::without_gso(),
+    };
     let start = Instant::now();
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -207,7 +234,9 @@ fn bare_forwarder(
     let mut socks = Vec::new();
     for addr in legs {
         let leg = tandem_udp_io::LegAddr { source: None, addr };
-        socks.push(tandem_udp_io::socket::open_receiver(&leg, None)?.socket);
+        let s = tandem_udp_io::socket::open_receiver(&leg, None)?.socket;
+        anyhow::ensure!(enable_gro(&s), "UDP GRO on a leg");
+        socks.push(s);
     }
     let out = big_socket(8 << 20)?;
     Ok(std::thread::Builder::new().name("udp-bench".into()).spawn(
@@ -222,7 +251,7 @@ fn bare_forwarder(
                 };
                 let (l0, l1) = (l0?, l1?);
                 let out = tokio::net::UdpSocket::from_std(out)?;
-                let (mut rb, mut sb) = (RecvBatch::new(), SendBatch::new());
+                let (mut rb, mut sb) = (RecvBatch::gro(), SendBatch::new());
                 let deadline = tokio::time::Instant::from_std(until);
                 loop {
                     tokio::select! {
@@ -257,9 +286,15 @@ fn bare_forwarder(
 }
 
 /// Runs one rate for `secs` seconds through `forwarder`.
-pub fn run_rate(pps: u64, secs: u64, forwarder: Forwarder) -> anyhow::Result<UdpRow> {
+pub fn run_rate(
+    pps: u64,
+    secs: u64,
+    forwarder: Forwarder,
+    sender: Sender,
+) -> anyhow::Result<UdpRow> {
     let base = free_base()?;
     let out = big_socket(64 << 20)?;
+    anyhow::ensure!(enable_gro(&out), "UDP GRO on the counting receiver");
     let target = out.local_addr()?;
     let legs: [SocketAddr; 2] = [
         format!("127.0.0.1:{base}").parse()?,
@@ -319,7 +354,7 @@ pub fn run_rate(pps: u64, secs: u64, forwarder: Forwarder) -> anyhow::Result<Udp
         rt.block_on(async move {
             let sock = tokio::net::UdpSocket::from_std(tx_sock)?;
             let start = Instant::now();
-            let sent = send(sock, legs, pps, total).await;
+            let sent = send(sock, legs, pps, total, sender).await;
             Ok((sent, start.elapsed()))
         })
     });

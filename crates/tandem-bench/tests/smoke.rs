@@ -335,11 +335,13 @@ async fn mediastore_scenarios_run_in_smoke_mode() {
 
 #[test]
 fn the_udp_merge_scenario_and_its_bare_baseline_run_at_a_low_rate() {
-    use tandem_bench::udp::{Forwarder, run_rate};
-    for fw in [Forwarder::Tandem, Forwarder::Bare] {
-        let r = run_rate(1000, 1, fw).unwrap();
-        assert_eq!(r.sent, 1000);
-        assert_eq!(r.received, r.sent, "{fw:?}: {r:?}");
-        assert_eq!(r.missing, 0, "{fw:?}: {r:?}");
+    use tandem_bench::udp::{Forwarder, Sender, run_rate};
+    for how in [Sender::Gso, Sender::Plain] {
+        for fw in [Forwarder::Tandem, Forwarder::Bare] {
+            let r = run_rate(1000, 1, fw, how).unwrap();
+            assert_eq!(r.sent, 1000);
+            assert_eq!(r.received, r.sent, "{fw:?} {how:?}: {r:?}");
+            assert_eq!(r.missing, 0, "{fw:?} {how:?}: {r:?}");
+        }
     }
 }

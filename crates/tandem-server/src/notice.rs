@@ -46,7 +46,8 @@ pub enum SmoothNotice {
     Fragment {
         point: String,
         fragment: tandem_smooth::FragmentNotice,
-        /// When it was published, for the publish delay metric.
+        /// When its last byte arrived on input, for the publish delay
+        /// metric.
         at: Instant,
     },
     /// The push ended on purpose (`mfra`, or the body ended cleanly).

@@ -30,7 +30,7 @@ use tandem_udp::{
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
-use crate::batch::{Arena, RecvBatch, SendBatch};
+use crate::batch::{Arena, RecvBatch, SendBatch, enable_gro};
 use crate::replay::SwitchReplay;
 use crate::socket::{SocketError, open_receiver, open_sender};
 use crate::spec::{FlowSpec, LegAddr, Mode, SpecError, Target, TargetKind};
@@ -299,6 +299,13 @@ pub fn start(
             rt.block_on(async move {
                 let mut inputs = Vec::new();
                 for o in opened {
+                    // Media legs take runs of datagrams as one buffer
+                    // where the kernel can (UDP GRO); FEC is sparse.
+                    let batch = if matches!(o.kind, Kind::Media) && enable_gro(&o.socket) {
+                        RecvBatch::gro()
+                    } else {
+                        RecvBatch::new()
+                    };
                     match UdpSocket::from_std(o.socket) {
                         Ok(socket) => inputs.push(Input {
                             leg: o.leg,
@@ -306,7 +313,7 @@ pub fn start(
                             socket,
                             source: o.source,
                             sender: None,
-                            batch: RecvBatch::new(),
+                            batch,
                         }),
                         Err(e) => {
                             tracing::error!(flow = %spec.id, error = %e, "cannot register a socket");

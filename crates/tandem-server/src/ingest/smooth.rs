@@ -361,6 +361,9 @@ impl Push<'_> {
     }
 
     async fn fragment(&mut self, f: tandem_mp4::Fragment) -> Result<(), HttpError> {
+        // The fragment's last byte has arrived: the publish delay runs
+        // from here, so that it counts the store write too.
+        let complete = Instant::now();
         let tfxd = f.timing().map_err(|e| refusal(&e))?;
         let Some(tracks) = self.tracks.as_mut() else {
             return Err(HttpError::new(
@@ -430,7 +433,7 @@ impl Push<'_> {
                 bytes: size,
                 storage_key: key.to_string(),
             },
-            at: Instant::now(),
+            at: complete,
         });
         Ok(())
     }

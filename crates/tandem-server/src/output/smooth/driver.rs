@@ -203,8 +203,8 @@ impl Driver {
             Box::pin(self.publish(&p)).await;
         }
         for at in published {
-            // From the fragment stored whole on input to the manifest
-            // that names it being served.
+            // From the fragment's last byte arriving on input (its store
+            // write included) to the manifest that names it being served.
             histogram!("tandem_smooth_publish_delay_seconds", "channel" => self.out.id.to_string())
                 .record(at.elapsed().as_secs_f64());
         }
