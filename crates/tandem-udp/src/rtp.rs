@@ -135,6 +135,13 @@ impl RtpPacket {
         self.datagram.slice(self.payload_start..self.payload_end)
     }
 
+    /// The payload, borrowed.
+    pub fn payload_slice(&self) -> &[u8] {
+        self.datagram
+            .get(self.payload_start..self.payload_end)
+            .unwrap_or_default()
+    }
+
     /// The whole datagram, as received.
     pub fn datagram(&self) -> &Bytes {
         &self.datagram

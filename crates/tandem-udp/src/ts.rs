@@ -62,6 +62,29 @@ pub(crate) fn cc_facts(payload: &[u8]) -> impl Iterator<Item = CcFact> + '_ {
         })
 }
 
+/// Checks one packet's length, sync byte and adaptation field length
+/// without taking a view of it. `index` only locates it in the error.
+fn check_packet(b: &[u8], index: usize) -> Result<(), TsError> {
+    if b.len() != TS_PACKET_LEN {
+        return Err(TsError::NotWholePackets { len: b.len() });
+    }
+    let (&sync, &flags, &length) = match (b.first(), b.get(3), b.get(4)) {
+        (Some(s), Some(f), Some(l)) => (s, f, l),
+        _ => return Err(TsError::NotWholePackets { len: b.len() }),
+    };
+    if sync != SYNC_BYTE {
+        return Err(TsError::NoSync { index, found: sync });
+    }
+    if flags & 0x20 != 0 {
+        // With a payload the field may take at most 183 bytes, without one exactly 183 (§2.4.3.5).
+        let max = if flags & 0x10 != 0 { 182 } else { 183 };
+        if usize::from(length) > max {
+            return Err(TsError::BadAdaptationField { index, length });
+        }
+    }
+    Ok(())
+}
+
 /// One 188-byte transport packet (a view into its datagram).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TsPacket {
@@ -72,25 +95,8 @@ impl TsPacket {
     /// Checks length, sync byte and adaptation field length. `index` only
     /// locates the packet in the error.
     pub fn parse(bytes: Bytes, index: usize) -> Result<Self, TsError> {
-        if bytes.len() != TS_PACKET_LEN {
-            return Err(TsError::NotWholePackets { len: bytes.len() });
-        }
-        if bytes[0] != SYNC_BYTE {
-            return Err(TsError::NoSync {
-                index,
-                found: bytes[0],
-            });
-        }
-        let p = Self { bytes };
-        if p.has_adaptation_field() {
-            let length = p.bytes[4];
-            // With a payload the field may take at most 183 bytes, without one exactly 183 (§2.4.3.5).
-            let max = if p.has_payload() { 182 } else { 183 };
-            if usize::from(length) > max {
-                return Err(TsError::BadAdaptationField { index, length });
-            }
-        }
-        Ok(p)
+        check_packet(&bytes, index)?;
+        Ok(Self { bytes })
     }
 
     /// The packet's 188 bytes.
@@ -185,17 +191,23 @@ impl TsDatagram {
     /// Checks that `bytes` is one or more whole 188-byte packets, each with
     /// a sync byte and a sane adaptation field.
     pub fn parse(bytes: Bytes) -> Result<Self, TsError> {
+        Self::check(&bytes)?;
+        Ok(Self { bytes })
+    }
+
+    /// What [`parse`](Self::parse) checks, on borrowed bytes: the hot path
+    /// validates every datagram without taking a view of each packet.
+    pub fn check(bytes: &[u8]) -> Result<(), TsError> {
         if bytes.is_empty() {
             return Err(TsError::Empty);
         }
         if !bytes.len().is_multiple_of(TS_PACKET_LEN) {
             return Err(TsError::NotWholePackets { len: bytes.len() });
         }
-        let d = Self { bytes };
-        for p in d.packets() {
-            p?;
-        }
-        Ok(d)
+        bytes
+            .chunks_exact(TS_PACKET_LEN)
+            .enumerate()
+            .try_for_each(|(i, p)| check_packet(p, i))
     }
 
     /// Number of transport packets.
@@ -256,17 +268,27 @@ impl ContinuityCounters {
 
     /// Checks `packet` against the previous one of its PID and remembers it.
     pub fn on_packet(&mut self, packet: &TsPacket) -> Continuity {
-        let pid = packet.pid();
-        if pid == NULL_PID || !packet.has_payload() {
+        self.on_fact(CcFact {
+            pid: packet.pid(),
+            cc: packet.continuity_counter(),
+            payload: packet.has_payload(),
+            discontinuity: packet.discontinuity_indicator(),
+        })
+    }
+
+    /// [`on_packet`](Self::on_packet) from a packet's header facts.
+    pub(crate) fn on_fact(&mut self, f: CcFact) -> Continuity {
+        let pid = f.pid;
+        if pid == NULL_PID || !f.payload {
             return Continuity::InSequence;
         }
-        let cc = packet.continuity_counter();
+        let cc = f.cc;
         let Some((last, repeated)) = self.pids.get_mut(&pid) else {
             self.pids.insert(pid, (cc, false));
             return Continuity::InSequence;
         };
         let expected = (*last + 1) & 0x0f;
-        let outcome = if packet.discontinuity_indicator() || cc == expected {
+        let outcome = if f.discontinuity || cc == expected {
             Continuity::InSequence
         } else if cc == *last && !*repeated {
             *repeated = true;

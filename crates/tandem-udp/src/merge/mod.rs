@@ -304,7 +304,7 @@ impl Merge {
             });
         }
         if p.payload_type == PAYLOAD_TYPE_MP2T {
-            TsDatagram::parse(p.payload()).map_err(DropReason::BadTs)?;
+            TsDatagram::check(p.payload_slice()).map_err(DropReason::BadTs)?;
         }
         Ok(p)
     }
@@ -730,14 +730,14 @@ impl Merge {
         self.counters.output_bytes += datagram.len() as u64;
         if let Ok(p) = RtpPacket::parse(datagram.clone())
             && p.payload_type == PAYLOAD_TYPE_MP2T
-            && let Ok(ts) = TsDatagram::parse(p.payload())
+            && TsDatagram::check(p.payload_slice()).is_ok()
         {
-            for pkt in ts.packets().flatten() {
-                if let Continuity::Error { expected, found } = self.continuity.on_packet(&pkt) {
+            for f in crate::ts::cc_facts(p.payload_slice()) {
+                if let Continuity::Error { expected, found } = self.continuity.on_fact(f) {
                     self.counters.continuity_errors += 1;
                     self.events.push_back(MergeEvent::ContinuityError {
                         at: now,
-                        pid: pkt.pid(),
+                        pid: f.pid,
                         expected,
                         found,
                     });
