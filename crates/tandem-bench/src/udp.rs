@@ -101,7 +101,7 @@ fn rss_mib() -> f64 {
 
 fn big_socket(buf: usize) -> anyhow::Result<std::net::UdpSocket> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    s.set_recv_buffer_size(buf)?;
+    tandem_udp_io::socket::grow_recv_buffer(&s, buf);
     s.set_send_buffer_size(buf)?;
     s.set_nonblocking(true)?;
     s.bind(&"127.0.0.1:0".parse::<SocketAddr>()?.into())?;

@@ -3,8 +3,11 @@
 //! A receive socket asks for a large kernel buffer ([`RECV_BUFFER`]): at
 //! 100 Mbit/s a 10 ms stall of the flow task is 125 kB of datagrams, and
 //! the kernel drops, silently, what does not fit. Linux caps the request at
-//! `net.core.rmem_max` and doubles it; the size actually granted is read
-//! back, logged and shown in the flow's status, so a capped buffer is seen.
+//! `net.core.rmem_max` (212,992 bytes on a stock Debian) and doubles it;
+//! a process with `CAP_NET_ADMIN` may exceed the cap (`SO_RCVBUFFORCE`),
+//! which is tried when the plain request was capped, as GStreamer's
+//! `udpsrc` does. The size actually granted is read back, logged and shown
+//! in the flow's status, so a capped buffer is seen.
 //!
 //! A multicast leg binds the group address (so that another group on the
 //! same port is not delivered here) and joins it on the configured
@@ -19,8 +22,10 @@ use std::net::UdpSocket;
 
 use crate::spec::{LegAddr, Target};
 
-/// Requested receive buffer: 8 MiB, about 0.7 s of a 100 Mbit/s stream.
-pub const RECV_BUFFER: usize = 8 << 20;
+/// Requested receive buffer: 16 MiB, which the kernel doubles for its
+/// bookkeeping; about 100 ms of a 1 Gbit/s stream, seconds of a
+/// contribution feed.
+pub const RECV_BUFFER: usize = 16 << 20;
 /// Requested send buffer: 4 MiB, a burst of 3000 full datagrams.
 pub const SEND_BUFFER: usize = 4 << 20;
 /// Multicast TTL of forwarded packets: 16 crosses a plant's routers, not
@@ -57,6 +62,20 @@ pub struct Receiver {
     pub recv_buffer: usize,
 }
 
+/// Asks for a receive buffer of `want` bytes, past `net.core.rmem_max`
+/// where the process may (`SO_RCVBUFFORCE`), and returns the size the
+/// kernel reports (twice what it grants for data).
+pub fn grow_recv_buffer(s: &Socket, want: usize) -> usize {
+    let _ = s.set_recv_buffer_size(want);
+    let granted = s.recv_buffer_size().unwrap_or(0);
+    if granted < want
+        && nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::RcvBufForce, &want).is_ok()
+    {
+        return s.recv_buffer_size().unwrap_or(granted);
+    }
+    granted
+}
+
 /// Opens the receive socket of `leg` (non-blocking, for the flow's
 /// runtime to take), joined to its group if multicast.
 pub fn open_receiver(leg: &LegAddr, interface: Option<Ipv4Addr>) -> Result<Receiver, SocketError> {
@@ -70,10 +89,7 @@ pub fn open_receiver(leg: &LegAddr, interface: Option<Ipv4Addr>) -> Result<Recei
     if addr.ip().is_multicast() {
         s.set_reuse_address(true).map_err(open)?;
     }
-    if let Err(e) = s.set_recv_buffer_size(RECV_BUFFER) {
-        tracing::warn!(leg = %leg, error = %e, "cannot set the receive buffer size");
-    }
-    let recv_buffer = s.recv_buffer_size().unwrap_or(0);
+    let recv_buffer = grow_recv_buffer(&s, RECV_BUFFER);
     if addr.is_ipv6() {
         s.set_only_v6(true).map_err(open)?;
     }
@@ -122,7 +138,7 @@ pub fn open_receiver(leg: &LegAddr, interface: Option<Ipv4Addr>) -> Result<Recei
             leg = %leg,
             requested = RECV_BUFFER,
             granted = recv_buffer,
-            "the kernel granted a smaller receive buffer than requested; raise net.core.rmem_max to absorb longer stalls"
+            "the kernel granted a smaller receive buffer than requested; raise net.core.rmem_max (or run with CAP_NET_ADMIN) to absorb longer stalls"
         );
     } else {
         tracing::info!(leg = %leg, granted = recv_buffer, "receive buffer");
@@ -160,4 +176,50 @@ pub fn open_sender(
     s.set_nonblocking(true).map_err(SocketError::Send)?;
     s.bind(&any.into()).map_err(SocketError::Send)?;
     Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Whether this process holds `CAP_NET_ADMIN` (bit 12 of `CapEff`).
+    fn net_admin() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .is_some_and(|caps| caps & (1 << 12) != 0)
+    }
+
+    fn rmem_max() -> usize {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The whole buffer asked for, past `net.core.rmem_max`, when the
+    /// process may override it; else what the cap allows.
+    #[test]
+    fn a_leg_gets_its_whole_receive_buffer_past_the_cap_when_allowed() {
+        let leg = LegAddr {
+            source: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
+        let r = open_receiver(&leg, None).unwrap();
+        if net_admin() {
+            assert_eq!(r.recv_buffer, 2 * RECV_BUFFER, "forced past the cap");
+        } else {
+            assert_eq!(
+                r.recv_buffer,
+                2 * RECV_BUFFER.min(rmem_max()),
+                "capped at net.core.rmem_max"
+            );
+        }
+    }
 }
