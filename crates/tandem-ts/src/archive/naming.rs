@@ -175,7 +175,7 @@ fn match_tokens(tokens: &[Token], name: &[u8], index: Option<u64>) -> Option<u64
     Matcher {
         tokens,
         name,
-        failed: std::collections::HashSet::new(),
+        failed: Vec::new(),
     }
     .run(0, 0, index)
 }
@@ -183,17 +183,36 @@ fn match_tokens(tokens: &[Token], name: &[u8], index: Option<u64>) -> Option<u64
 struct Matcher<'a> {
     tokens: &'a [Token],
     name: &'a [u8],
-    failed: std::collections::HashSet<(usize, usize)>,
+    /// One bit per (token, offset) pair that failed: a bitmap, allocated
+    /// at the first failure (most names match or fail without one), since
+    /// a hash set's hashing cost more than the match itself.
+    failed: Vec<u64>,
 }
 
 impl Matcher<'_> {
+    /// The bit of (`t`, `at`): `t` ≤ tokens, `at` ≤ name length.
+    fn bit(&self, t: usize, at: usize) -> usize {
+        t * (self.name.len() + 1) + at
+    }
+
     fn run(&mut self, t: usize, at: usize, index: Option<u64>) -> Option<u64> {
-        if self.failed.contains(&(t, at)) {
+        let bit = self.bit(t, at);
+        if self
+            .failed
+            .get(bit / 64)
+            .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+        {
             return None;
         }
         let found = self.step(t, at, index);
         if found.is_none() {
-            self.failed.insert((t, at));
+            if self.failed.is_empty() {
+                let bits = (self.tokens.len() + 1) * (self.name.len() + 1);
+                self.failed = vec![0; bits.div_ceil(64)];
+            }
+            if let Some(w) = self.failed.get_mut(bit / 64) {
+                *w |= 1 << (bit % 64);
+            }
         }
         found
     }
