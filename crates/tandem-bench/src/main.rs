@@ -477,10 +477,14 @@ fn main() -> anyhow::Result<()> {
                     r.publish.max_ms, r.publish_first.p50_ms, r.publish_first.max_ms, r.cpu_percent, mb(r.rss_start), mb(r.rss_end), mb(r.rss_max), r.errors, r.late
                 );
                 println!("\n(publish p50/p99/max: every audio fragment timed but each point's first; first fragment: the one each point starts with)");
-                match r.server {
+                match &r.server {
                     Some(d) => println!(
-                        "\nserver-side publish delay (last byte arrived → named in a served manifest, /metrics over its last minute), per point across {} points: p50 median {:.2} ms, max {:.2} ms; p99 median {:.2} ms, max {:.2} ms",
-                        d.points, d.p50_median_ms, d.p50_max_ms, d.p99_median_ms, d.p99_max_ms
+                        "\nserver-side publish delay (last byte arrived → named in a served manifest; every fragment of both pipelines, {} points' histograms added up): {} fragments, p50 ≤ {} ms, p99 ≤ {} ms (bucket edges), {:.2} % within 5 ms",
+                        d.points,
+                        d.count,
+                        d.quantile_edge_ms(0.5).map_or("?".into(), |v| format!("{v}")),
+                        d.quantile_edge_ms(0.99).map_or("?".into(), |v| format!("{v}")),
+                        d.share_within(5.0).unwrap_or(f64::NAN)
                     ),
                     None => println!("\nserver-side publish delay: not read from /metrics"),
                 }

@@ -21,6 +21,7 @@
 //! keep-alive connection; the figure is the send time of that GET, an
 //! upper bound within one poll). Server CPU and RSS come from /proc.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -202,57 +203,86 @@ pub struct SmoothReport {
     pub late: u64,
     /// The server's own publish delay (`tandem_smooth_publish_delay_seconds`,
     /// last byte arrived → named in a served manifest), read from
-    /// `/metrics` just before the pushes end: across the points, the
-    /// median and the largest of each point's p50 and p99, in ms.
+    /// `/metrics` just before the pushes end: every bench point's
+    /// histogram added up.
     pub server: Option<ServerDelay>,
 }
 
-/// Per-point quantiles of the server's publish delay, summarised across
-/// the points.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The server's publish-delay histograms of the bench points, added up.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerDelay {
     pub points: usize,
-    pub p50_median_ms: f64,
-    pub p50_max_ms: f64,
-    pub p99_median_ms: f64,
-    pub p99_max_ms: f64,
+    pub count: u64,
+    /// Cumulative counts by bucket edge (seconds), in edge order.
+    pub buckets: Vec<(f64, u64)>,
 }
 
-/// Reads every `bench-sm*` channel's `tandem_smooth_publish_delay_seconds`
-/// quantiles from a Prometheus text page.
+impl ServerDelay {
+    /// The smallest bucket edge (ms) at or under which a share `q` of the
+    /// delays fell: the quantile, rounded up to an edge.
+    pub fn quantile_edge_ms(&self, q: f64) -> Option<f64> {
+        let want = (self.count as f64 * q).ceil() as u64;
+        self.buckets
+            .iter()
+            .find(|(_, c)| *c >= want)
+            .map(|(le, _)| le * 1e3)
+    }
+
+    /// The share of delays at or under `ms` (an edge), in percent.
+    pub fn share_within(&self, ms: f64) -> Option<f64> {
+        let (_, c) = self
+            .buckets
+            .iter()
+            .find(|(le, _)| (le * 1e3 - ms).abs() < 1e-9)?;
+        Some(*c as f64 / self.count.max(1) as f64 * 100.0)
+    }
+}
+
+/// Adds up every `bench-sm*` channel's `tandem_smooth_publish_delay_seconds`
+/// histogram from a Prometheus text page.
 pub fn server_delay(page: &str) -> Option<ServerDelay> {
-    let (mut p50, mut p99) = (Vec::new(), Vec::new());
+    let mut buckets: BTreeMap<u64, (f64, u64)> = BTreeMap::new();
+    let mut points = 0;
+    let mut count = 0;
     for line in page.lines() {
-        let Some(rest) = line.strip_prefix("tandem_smooth_publish_delay_seconds{") else {
+        let Some(rest) = line.strip_prefix("tandem_smooth_publish_delay_seconds_") else {
             continue;
         };
         if !rest.contains("channel=\"bench-sm") {
             continue;
         }
-        let Some((labels, value)) = rest.split_once("} ") else {
+        let Some((head, value)) = rest.rsplit_once(' ') else {
             continue;
         };
         let Ok(v) = value.trim().parse::<f64>() else {
             continue;
         };
-        if labels.contains("quantile=\"0.5\"") {
-            p50.push(v * 1e3);
-        } else if labels.contains("quantile=\"0.99\"") {
-            p99.push(v * 1e3);
+        if head.starts_with("count{") {
+            points += 1;
+            count += v as u64;
+        } else if let Some(labels) = head.strip_prefix("bucket{") {
+            let Some(le) = labels
+                .split("le=\"")
+                .nth(1)
+                .and_then(|l| l.split('"').next())
+                .and_then(|l| l.parse::<f64>().ok())
+            else {
+                continue;
+            };
+            // Ordered by edge; +Inf parses as infinity and sorts last.
+            let e = buckets.entry(le.to_bits()).or_insert((le, 0));
+            e.1 += v as u64;
         }
     }
-    let summary = |v: &mut Vec<f64>| -> Option<(f64, f64)> {
-        v.sort_by(f64::total_cmp);
-        Some((*v.get(v.len() / 2)?, *v.last()?))
-    };
-    let (p50_median_ms, p50_max_ms) = summary(&mut p50)?;
-    let (p99_median_ms, p99_max_ms) = summary(&mut p99)?;
+    if points == 0 {
+        return None;
+    }
+    let mut buckets: Vec<(f64, u64)> = buckets.into_values().collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     Some(ServerDelay {
-        points: p99.len(),
-        p50_median_ms,
-        p50_max_ms,
-        p99_median_ms,
-        p99_max_ms,
+        points,
+        count,
+        buckets,
     })
 }
 
@@ -551,21 +581,29 @@ mod tests {
     }
 
     #[test]
-    fn the_server_delay_is_read_per_bench_point() {
-        let page = "# TYPE tandem_smooth_publish_delay_seconds summary
-tandem_smooth_publish_delay_seconds{channel=\"bench-sm0\",quantile=\"0.5\"} 0.0005
-tandem_smooth_publish_delay_seconds{channel=\"bench-sm0\",quantile=\"0.99\"} 0.002
-tandem_smooth_publish_delay_seconds{channel=\"bench-sm1\",quantile=\"0.5\"} 0.0007
-tandem_smooth_publish_delay_seconds{channel=\"bench-sm1\",quantile=\"0.99\"} 0.004
-tandem_smooth_publish_delay_seconds{channel=\"bench-sm2\",quantile=\"0.99\"} 0.003
-tandem_smooth_publish_delay_seconds{channel=\"other\",quantile=\"0.99\"} 9
-tandem_smooth_publish_delay_seconds_sum{channel=\"bench-sm0\"} 1
+    fn the_server_delay_adds_up_the_bench_points_histograms() {
+        let page = "# TYPE tandem_smooth_publish_delay_seconds histogram
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm0\",le=\"0.001\"} 50
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm0\",le=\"0.005\"} 99
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm0\",le=\"0.01\"} 100
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm0\",le=\"+Inf\"} 100
+tandem_smooth_publish_delay_seconds_sum{channel=\"bench-sm0\"} 0.2
+tandem_smooth_publish_delay_seconds_count{channel=\"bench-sm0\"} 100
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm1\",le=\"0.001\"} 0
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm1\",le=\"0.005\"} 98
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm1\",le=\"0.01\"} 100
+tandem_smooth_publish_delay_seconds_bucket{channel=\"bench-sm1\",le=\"+Inf\"} 100
+tandem_smooth_publish_delay_seconds_count{channel=\"bench-sm1\"} 100
+tandem_smooth_publish_delay_seconds_bucket{channel=\"other\",le=\"0.01\"} 9
+tandem_smooth_publish_delay_seconds_count{channel=\"other\"} 9
 ";
         let d = server_delay(page).unwrap();
-        assert_eq!(d.points, 3);
-        assert!((d.p99_median_ms - 3.0).abs() < 1e-9, "{d:?}");
-        assert!((d.p99_max_ms - 4.0).abs() < 1e-9, "{d:?}");
-        assert!((d.p50_max_ms - 0.7).abs() < 1e-9, "{d:?}");
+        assert_eq!((d.points, d.count), (2, 200));
+        assert_eq!(d.quantile_edge_ms(0.5), Some(5.0));
+        // 197 of 200 within 5 ms: the 99th percentile is at 10 ms.
+        assert_eq!(d.quantile_edge_ms(0.99), Some(10.0));
+        assert_eq!(d.quantile_edge_ms(0.985), Some(5.0));
+        assert!((d.share_within(5.0).unwrap() - 98.5).abs() < 1e-9);
         assert!(server_delay("").is_none());
     }
 
