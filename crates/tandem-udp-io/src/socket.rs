@@ -184,16 +184,14 @@ mod tests {
 
     use super::*;
 
-    /// Whether this process holds `CAP_NET_ADMIN` (bit 12 of `CapEff`).
+    /// Whether this process may pass `net.core.rmem_max`: a probe socket
+    /// asks with `SO_RCVBUFFORCE` (a capability in a user namespace is
+    /// not enough, so the capability bits alone would mislead).
     fn net_admin() -> bool {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("CapEff:"))
-                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            })
-            .is_some_and(|caps| caps & (1 << 12) != 0)
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &RECV_BUFFER)
+            .is_ok()
+            && s.recv_buffer_size().unwrap() >= 2 * RECV_BUFFER
     }
 
     fn rmem_max() -> usize {
