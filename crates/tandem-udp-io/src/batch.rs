@@ -81,7 +81,6 @@ pub struct RecvBatch {
     slots: Box<[u8]>,
     /// Bytes per message slot: [`SLOT`], or [`GRO_SLOT`] with GRO.
     slot: usize,
-    gro: bool,
     headers: MultiHeaders<SockaddrStorage>,
     segs: Vec<Seg>,
     /// Messages of the last receive (a GRO run is one).
@@ -113,7 +112,6 @@ impl RecvBatch {
         Self {
             slots: vec![0u8; BATCH * SLOT].into_boxed_slice(),
             slot: SLOT,
-            gro: false,
             headers: MultiHeaders::preallocate(BATCH, None),
             segs: Vec::with_capacity(BATCH),
             messages: 0,
@@ -127,7 +125,6 @@ impl RecvBatch {
         Self {
             slots: vec![0u8; BATCH * GRO_SLOT].into_boxed_slice(),
             slot: GRO_SLOT,
-            gro: true,
             headers: gro_headers(),
             segs: Vec::with_capacity(BATCH * 8),
             messages: 0,
@@ -140,7 +137,7 @@ impl RecvBatch {
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.segs.clear();
         self.messages = 0;
-        if self.gro {
+        if self.slot == GRO_SLOT {
             // The kernel shrinks each message's control length to what it
             // wrote, and nix keeps it: fresh headers give every message
             // room for the segment size again (an allocation per system
