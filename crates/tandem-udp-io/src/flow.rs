@@ -91,7 +91,8 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 /// (an encoder restarting from a new port), so a stray sender cannot
 /// interleave its datagrams with the leg's.
 pub const SENDER_HOLD: Duration = Duration::from_secs(1);
-/// Batches taken from one socket per wake-up before the others get a turn.
+/// Rounds per wake-up (a batch from each socket, then what they released
+/// sent on) before timers and status get a turn.
 const BATCHES_PER_WAKE: usize = 4;
 /// RTP payload type of MPEG-TS (RFC 3551).
 const PT_MP2T: u8 = 33;
@@ -442,7 +443,19 @@ impl Flow {
             };
             match wake {
                 Wake::Stop => break,
-                Wake::Input => self.receive(),
+                Wake::Input => {
+                    // A round from each socket, then out with what it
+                    // released, so that a backlog is worked off in
+                    // batches that stay in cache.
+                    for _ in 0..BATCHES_PER_WAKE {
+                        let any = self.receive();
+                        self.forward().await;
+                        if !any {
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 Wake::Deadline => {
                     sleep = None;
                     let now = self.clock.instant();
@@ -470,32 +483,28 @@ impl Flow {
         }
     }
 
-    /// Takes what every socket has queued: a batch from each in turn, a
-    /// few rounds, so that one leg's backlog never delays the other's
-    /// packets past the skew window.
-    fn receive(&mut self) {
-        for _ in 0..BATCHES_PER_WAKE {
-            let mut any = false;
-            for idx in 0..self.inputs.len() {
-                let Some(input) = self.inputs.get_mut(idx) else {
-                    break;
-                };
-                match input.batch.recv(&input.socket) {
-                    Ok(0) => continue,
-                    Ok(_) => any = true,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) => {
-                        tracing::warn!(flow = %self.id, leg = input.leg.index(), error = %e, "receive failed");
-                        continue;
-                    }
-                }
-                let now = self.clock.instant();
-                self.take_batch(idx, now);
-            }
-            if !any {
+    /// Takes a batch from each socket in turn, so that one leg's backlog
+    /// never delays the other's packets past the skew window. Whether
+    /// any socket had something.
+    fn receive(&mut self) -> bool {
+        let mut any = false;
+        for idx in 0..self.inputs.len() {
+            let Some(input) = self.inputs.get_mut(idx) else {
                 break;
+            };
+            match input.batch.recv(&input.socket) {
+                Ok(0) => continue,
+                Ok(_) => any = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    tracing::warn!(flow = %self.id, leg = input.leg.index(), error = %e, "receive failed");
+                    continue;
+                }
             }
+            let now = self.clock.instant();
+            self.take_batch(idx, now);
         }
+        any
     }
 
     fn take_batch(&mut self, idx: usize, now: Instant) {

@@ -112,6 +112,12 @@ pub struct Merge {
     pending: usize,
     /// Earliest arrival among pending packets while `next_out` is missing.
     blocked_since: Option<Instant>,
+    /// Arrival and extended number of each pending packet, in the order
+    /// they became pending (arrivals never decrease), entries before
+    /// `next_out` dropped as it passes them: the front is the earliest
+    /// arrival, found without walking the buffer, which at 300,000
+    /// packets/s holds 15,000 packets of a 50 ms window.
+    arrivals: VecDeque<(Instant, u64)>,
     last_in_stream: Option<Instant>,
     legs: [Leg; 2],
     fec: [BTreeMap<u64, FecPacket>; 2],
@@ -165,6 +171,7 @@ impl Merge {
             highest: EXT_BASE,
             pending: 0,
             blocked_since: None,
+            arrivals: VecDeque::new(),
             last_in_stream: None,
             legs: Default::default(),
             fec: Default::default(),
@@ -322,10 +329,14 @@ impl Merge {
     }
 
     fn earliest_pending(&self) -> Option<Instant> {
-        (self.next_out..=self.highest)
-            .filter_map(|e| self.slot(e).filter(|s| !s.emitted && s.datagram.is_some()))
-            .map(|s| s.arrival)
-            .min()
+        self.arrivals.front().map(|&(t, _)| t)
+    }
+
+    /// Notes that `ext` became pending at `now` (kept in order should a
+    /// caller's clock step back).
+    fn queue_arrival(&mut self, now: Instant, ext: u64) {
+        let t = self.arrivals.back().map_or(now, |&(last, _)| last.max(now));
+        self.arrivals.push_back((t, ext));
     }
 
     /// Whether `p` belongs to the followed stream, and its extended number.
@@ -442,6 +453,7 @@ impl Merge {
                 emitted: false,
             });
         }
+        self.queue_arrival(now, ext);
         self.pending += 1;
         self.highest = self.highest.max(ext);
     }
@@ -583,6 +595,7 @@ impl Merge {
         self.fec = Default::default();
         self.pending = 0;
         self.blocked_since = None;
+        self.arrivals.clear();
         self.continuity.reset();
         for l in self.legs.iter_mut() {
             l.last_ext = None;
@@ -697,6 +710,13 @@ impl Merge {
         self.next_out += 1;
         self.blocked_since = None;
         self.fec_waiting = false;
+        while self
+            .arrivals
+            .front()
+            .is_some_and(|&(_, e)| e < self.next_out)
+        {
+            self.arrivals.pop_front();
+        }
         // Release the bytes of the packet leaving the history.
         if let Some(old_ext) = ext.checked_sub(self.cfg.history as u64) {
             let old_idx = (old_ext & self.mask) as usize;
@@ -943,6 +963,7 @@ impl Merge {
             }
         }
         if unemitted {
+            self.queue_arrival(now, ext);
             self.pending += 1;
             self.highest = self.highest.max(ext);
         }
@@ -992,6 +1013,20 @@ impl Merge {
             prev = Some(p.extended_sequence);
         }
         assert!(self.pending <= self.ring.len());
+        let scanned = (self.next_out..=self.highest.max(self.next_out))
+            .filter_map(|e| self.slot(e).filter(|s| !s.emitted && s.datagram.is_some()))
+            .map(|s| s.arrival)
+            .min();
+        let queued = self
+            .arrivals
+            .iter()
+            .find(|&&(_, e)| e >= self.next_out && self.present(e))
+            .map(|&(t, _)| t);
+        assert_eq!(queued, scanned, "earliest pending arrival out of step");
+        assert!(
+            self.arrivals.len() <= 2 * self.ring.len(),
+            "arrival queue not trimmed"
+        );
         if self.pending == 0 {
             assert!(self.blocked_since.is_none());
         }
