@@ -98,6 +98,10 @@ enum Scenario {
         /// ffmpeg sends). Both may be given.
         #[arg(long, value_delimiter = ',', default_value = "gso,plain")]
         sender: Vec<String>,
+        /// Runs of each rate: a rate counts as merged with zero loss only
+        /// if every run of it was.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
     },
     /// Scenario 5: RSS during a PUT and a GET of this many bytes.
     Memory {
@@ -312,6 +316,7 @@ fn main() -> anyhow::Result<()> {
         seconds,
         baseline,
         sender,
+        repeat,
     } = &cli.command
     {
         use tandem_bench::udp::{Forwarder, Sender};
@@ -335,34 +340,56 @@ fn main() -> anyhow::Result<()> {
             println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
             let mut best = None;
             let mut bare_best: Option<tandem_bench::udp::UdpRow> = None;
+            let mut tally = Vec::new();
             for &pps in rates {
                 for &fw in forwarders {
-                    let r = tandem_bench::udp::run_rate(pps, *seconds, fw, how)?;
-                    println!(
-                        "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
-                        if fw == Forwarder::Tandem {
-                            "tandem 2022-7"
-                        } else {
-                            "bare (no merge)"
-                        },
-                        if how == Sender::Gso { "gso" } else { "plain" },
-                        r.offered_pps,
-                        r.sent_pps,
-                        r.received_pps,
-                        r.received_mbps,
-                        r.missing,
-                        r.sent,
-                        r.flow_cpu_pct,
-                        r.rss_mib
-                    );
-                    std::io::stdout().flush()?;
-                    if r.missing == 0 {
+                    let mut clean = 0;
+                    let mut last = None;
+                    for _ in 0..(*repeat).max(1) {
+                        let r = tandem_bench::udp::run_rate(pps, *seconds, fw, how)?;
+                        println!(
+                            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
+                            if fw == Forwarder::Tandem {
+                                "tandem 2022-7"
+                            } else {
+                                "bare (no merge)"
+                            },
+                            if how == Sender::Gso { "gso" } else { "plain" },
+                            r.offered_pps,
+                            r.sent_pps,
+                            r.received_pps,
+                            r.received_mbps,
+                            r.missing,
+                            r.sent,
+                            r.flow_cpu_pct,
+                            r.rss_mib
+                        );
+                        std::io::stdout().flush()?;
+                        clean += u32::from(r.missing == 0);
+                        last = Some(r);
+                    }
+                    tally.push((fw, pps, clean));
+                    if clean == (*repeat).max(1)
+                        && let Some(r) = last
+                    {
                         if fw == Forwarder::Tandem {
                             best = Some(r);
                         } else {
                             bare_best = Some(r);
                         }
                     }
+                }
+            }
+            if *repeat > 1 {
+                for (fw, pps, clean) in &tally {
+                    println!(
+                        "# {} at {pps} packets/s per leg: zero loss in {clean} of {repeat} runs",
+                        if *fw == Forwarder::Tandem {
+                            "tandem 2022-7"
+                        } else {
+                            "bare (no merge)"
+                        }
+                    );
                 }
             }
             match &best {
