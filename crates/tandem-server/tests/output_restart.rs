@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Resp, TestServer};
+use support::{Resp, TestServer, metric_value, scrape};
 
 fn playlist(first: u64, last: u64) -> String {
     let mut t = format!(
@@ -182,4 +182,36 @@ async fn the_output_serves_what_its_playlists_name_and_nothing_else() {
             assert_eq!(get(&s, path).await.status, 404, "{path}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_state_that_cannot_be_saved_is_counted_and_the_output_goes_on() {
+    let s = TestServer::start(|_| {}).await;
+    // A file where the channel's state collection would go: every save
+    // of the output's state fails, as on a disk gone bad under it.
+    let blocker = s.on_disk("demo/state");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"not a collection").unwrap();
+    let series = r#"tandem_output_state_save_errors_total{channel="demo"}"#;
+    let before = metric_value(&scrape(&s).await, series).unwrap_or(0.0);
+    for k in 0..4 {
+        push(&s, 0, k).await;
+        push(&s, 1, k).await;
+    }
+    output_until(&s, OUT, |t| t.contains("channel3.ts")).await;
+    let seg3 = get(&s, "/out/demo/live/channel/3/channel3.ts").await;
+    assert_eq!((seg3.status, seg3.text()), (200, "p0-seg3".repeat(100)));
+    let mut after = before;
+    for _ in 0..500 {
+        after = metric_value(&scrape(&s).await, series).unwrap_or(0.0);
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        after >= before + 1.0,
+        "{series} went from {before} to {after}"
+    );
+    assert_eq!(std::fs::read(&blocker).unwrap(), b"not a collection");
 }
