@@ -504,3 +504,61 @@ fn rotate_password_prints_the_new_one_once_and_only_that_input_changes() {
     let (ok, _, err) = cli(&data, &["channel", "rotate-password", "news", "2"]);
     assert!(!ok && err.contains('2'), "{err}");
 }
+
+/// What a listener at `addr` answers a GET on a fresh connection, whole.
+fn answer(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn serve_applies_max_connections_per_ip_from_its_flag_to_every_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tandem::start(&dir.path().join("data"), &["--max-connections-per-ip", "2"]);
+    let listener = |label: &str| -> String {
+        let url = t
+            .banner
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_else(|| panic!("no {label} line in the banner:\n{}", t.banner));
+        url.trim_start_matches("http://").to_owned()
+    };
+    let addrs = [
+        t.addr.to_string(),
+        listener("S3 (archive pairs): "),
+        listener("MediaStore (container pairs): "),
+    ];
+    for addr in addrs {
+        // Two idle connections from 127.0.0.1 hold the address's share;
+        // the listener accepts in order, so the third comes after them.
+        let held: Vec<std::net::TcpStream> = (0..2)
+            .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+            .collect();
+        let refused = answer(&addr);
+        assert!(refused.starts_with("HTTP/1.1 429"), "{addr}: {refused}");
+        assert!(
+            refused.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+            "{addr}: {refused}"
+        );
+        drop(held);
+        // Their share comes back once the server has seen them close.
+        let mut last = String::new();
+        for _ in 0..200 {
+            last = answer(&addr);
+            if !last.starts_with("HTTP/1.1 429") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(last.starts_with("HTTP/1.1 "), "{addr}: {last}");
+        assert!(!last.starts_with("HTTP/1.1 429"), "{addr}: {last}");
+    }
+}
