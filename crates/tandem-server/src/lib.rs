@@ -127,6 +127,10 @@ pub struct AppState {
     /// The listeners' limits, failed authentications per address and the
     /// bounded log of refusals.
     pub guard: Arc<guard::Guard>,
+    /// Held while a new input password is stored and put in force, so
+    /// that of two rotations at once the one stored last is the one in
+    /// force.
+    pub rotation: std::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -550,6 +554,7 @@ impl Server {
         let guard = Arc::new(guard::Guard::new(cfg.limits.clone(), clock.clone()));
         let state = Arc::new(AppState {
             guard,
+            rotation: Default::default(),
             cfg,
             store,
             channels: Default::default(),

@@ -484,12 +484,19 @@ async fn rotate_password(
     let id = channel_id(&id)?;
     let p =
         Pipeline::parse(&pipeline).map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
-    let spec = st.db.rotate_password(&id, p)?;
-    // Durable first, then in force: the next request with the old
-    // password is refused.
-    if let Some(ch) = st.channels.get(&id) {
-        ch.set_credentials(p, spec.credentials(p).clone());
-    }
+    let spec = {
+        let _one_at_a_time = st
+            .rotation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let spec = st.db.rotate_password(&id, p)?;
+        // Durable first, then in force: the next request with the old
+        // password is refused.
+        if let Some(ch) = st.channels.get(&id) {
+            ch.set_credentials(p, spec.credentials(p).clone());
+        }
+        spec
+    };
     tracing::info!(channel = %id, pipeline = %p, "input password rotated");
     let view = match st.channels.get(&id) {
         Some(ch) => live_view(&st, &ch),
