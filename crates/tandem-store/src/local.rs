@@ -174,12 +174,15 @@ fn entry_of(path: &Path, md: &fs::Metadata) -> Entry {
     }
 }
 
+/// `ENOTDIR`: a path goes through a file as if it were a directory.
+const ENOTDIR: i32 = 20;
+
 fn stat_path(path: &Path) -> io::Result<Option<Entry>> {
     match fs::metadata(path) {
         Ok(md) => Ok(Some(entry_of(path, &md))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         // A file where a directory was expected (`a.ts/b`) means "absent".
-        Err(e) if e.raw_os_error() == Some(20) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(ENOTDIR) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -452,14 +455,13 @@ fn random_name() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn read_range(
-    path: &Path,
-    key: &ObjectPath,
-    range: Option<Range<u64>>,
-) -> Result<(ObjectMeta, ByteStream), StoreError> {
-    let mut file = match fs::File::open(path) {
+/// Opens the object at `path`: `NotFound` where nothing is (or an object
+/// stands where a collection would be, `a.ts/b`), `Conflict` for a
+/// collection, as the memory store answers.
+fn open_object(path: &Path, key: &ObjectPath) -> Result<(fs::File, fs::Metadata), StoreError> {
+    let file = match fs::File::open(path) {
         Ok(f) => f,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) || e.raw_os_error() == Some(20) => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ENOTDIR) => {
             return Err(StoreError::NotFound(key.clone()));
         }
         Err(e) => return Err(StoreError::from_io("open", key, e)),
@@ -473,6 +475,15 @@ fn read_range(
             why: "this is a collection, not an object",
         });
     }
+    Ok((file, md))
+}
+
+fn read_range(
+    path: &Path,
+    key: &ObjectPath,
+    range: Option<Range<u64>>,
+) -> Result<(ObjectMeta, ByteStream), StoreError> {
+    let (mut file, md) = open_object(path, key)?;
     let meta = meta_of(&md);
     let r = clamp(range, meta.size);
     file.seek(SeekFrom::Start(r.start))
@@ -703,7 +714,10 @@ impl Store for LocalStore {
         Box::pin(blocking(move || {
             let rd = match fs::read_dir(&path) {
                 Ok(rd) => rd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // An object, or a key below one, is no collection.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ENOTDIR) =>
+                {
                     return Err(StoreError::NotFound(key));
                 }
                 Err(e) => return Err(StoreError::from_io("list", &key, e)),
@@ -799,13 +813,7 @@ impl Store for LocalStore {
                     .open(&temp)
                     .map_err(|e| StoreError::from_io("stage", &key, e))?;
                 for (path, part) in &parts {
-                    let mut src = match fs::File::open(path) {
-                        Ok(f) => f,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            return Err(StoreError::NotFound(part.clone()));
-                        }
-                        Err(e) => return Err(StoreError::from_io("open", part, e)),
-                    };
+                    let (mut src, _) = open_object(path, part)?;
                     io::copy(&mut src, &mut out)
                         .map_err(|e| StoreError::from_io("copy", &key, e))?;
                 }
