@@ -43,11 +43,13 @@ pub const SLOT: usize = 2048;
 /// A GRO receive slot: the largest buffer the kernel hands over, one
 /// UDP payload of 64 KiB.
 pub const GRO_SLOT: usize = 64 << 10;
-/// GRO messages per system call: 8, up to 392 datagrams of 1328 bytes in
-/// 512 KiB. More would take more per call from a backlog, but through
-/// buffers too large to stay in cache, so that a flow behind would fall
-/// further behind.
-pub const GRO_BATCH: usize = 8;
+/// Bytes a GRO receive aims to take per system call: 512 KiB. A call asks
+/// for as many messages as the last call's averaged this much in, from
+/// 8 (runs of up to 49 datagrams of 1328 bytes, up to 392 datagrams) to
+/// [`BATCH`] (datagrams that came one by one). Taking 64 full runs, 4 MiB,
+/// from a backlog runs through buffers too large to stay in cache, so
+/// that a flow behind would fall further behind.
+pub const GRO_BYTES: usize = 512 << 10;
 /// Most datagrams in one segmented send: the kernel's `UDP_MAX_SEGMENTS`
 /// (64 before Linux 6.9, 128 since).
 pub const GSO_MAX_SEGMENTS: usize = 64;
@@ -95,6 +97,8 @@ pub struct RecvBatch {
     segs: Vec<Seg>,
     /// Messages of the last receive (a GRO run is one).
     messages: usize,
+    /// Messages the next receive asks for.
+    ask: usize,
 }
 
 impl Default for RecvBatch {
@@ -113,7 +117,7 @@ fn socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
 /// Headers for a GRO receive: each message with room for the segment
 /// size's control message.
 fn gro_headers() -> MultiHeaders<SockaddrStorage> {
-    MultiHeaders::preallocate(GRO_BATCH, Some(nix::cmsg_space!(i32)))
+    MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(i32)))
 }
 
 impl RecvBatch {
@@ -125,6 +129,7 @@ impl RecvBatch {
             headers: MultiHeaders::preallocate(BATCH, None),
             segs: Vec::with_capacity(BATCH),
             messages: 0,
+            ask: BATCH,
         }
     }
 
@@ -133,17 +138,21 @@ impl RecvBatch {
     /// read from each message.
     pub fn gro() -> Self {
         Self {
-            slots: vec![0u8; GRO_BATCH * GRO_SLOT].into_boxed_slice(),
+            // Zeroed and mostly never written: the kernel writes only what
+            // arrives, and a call asks for few slots when runs are long.
+            slots: vec![0u8; BATCH * GRO_SLOT].into_boxed_slice(),
             slot: GRO_SLOT,
             headers: gro_headers(),
-            segs: Vec::with_capacity(GRO_BATCH * GSO_MAX_SEGMENTS),
+            segs: Vec::with_capacity(BATCH * 8),
             messages: 0,
+            ask: BATCH,
         }
     }
 
     /// Receives what is queued on `socket`, up to [`BATCH`] messages
-    /// ([`GRO_BATCH`] with GRO), without waiting: `Err(WouldBlock)` when nothing is. Returns the
-    /// number of datagrams, GRO runs cut back into their datagrams.
+    /// (with GRO, about [`GRO_BYTES`]), without waiting: `Err(WouldBlock)`
+    /// when nothing is. Returns the number of datagrams, GRO runs cut back
+    /// into their datagrams.
     pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.segs.clear();
         self.messages = 0;
@@ -161,15 +170,21 @@ impl RecvBatch {
             headers,
             segs,
             messages,
-            ..
+            ask,
         } = self;
-        let slot = *slot;
-        socket.try_io(Interest::READABLE, || {
+        let (slot, ask) = (*slot, *ask);
+        let got = socket.try_io(Interest::READABLE, || {
             let mut chunks = slots.chunks_exact_mut(slot);
             let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
                 std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-            let res = recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
-                .map_err(io::Error::from)?;
+            let res = recvmmsg(
+                fd,
+                headers,
+                iovs.iter_mut().take(ask),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from)?;
             for (k, m) in res.enumerate() {
                 *messages += 1;
                 let from = m.address.as_ref().and_then(socket_addr);
@@ -207,7 +222,13 @@ impl RecvBatch {
                 }
             }
             Ok(segs.len())
-        })
+        });
+        if self.slot == GRO_SLOT && self.messages > 0 {
+            let bytes: usize = self.segs.iter().map(|s| s.meta.len).sum();
+            let per_message = (bytes / self.messages).max(1);
+            self.ask = (GRO_BYTES / per_message).clamp(8, BATCH);
+        }
+        got
     }
 
     /// Messages the last [`recv`](Self::recv) took from the kernel: fewer
@@ -632,6 +653,50 @@ mod tests {
         let (got, messages) = receive_all(&sock, &mut rb, sent.len()).await;
         assert_eq!(messages, sent.len());
         assert!(got.iter().map(|(d, _)| d).eq(sent.iter()));
+    }
+
+    /// Receives once, once `sock` is readable: (datagrams, messages).
+    async fn receive_once(sock: &UdpSocket, rb: &mut RecvBatch) -> (usize, usize) {
+        tokio::time::timeout(std::time::Duration::from_secs(5), sock.readable())
+            .await
+            .expect("something arrives")
+            .unwrap();
+        let n = rb.recv(sock).unwrap();
+        (n, rb.messages())
+    }
+
+    #[tokio::test]
+    async fn a_gro_receive_takes_few_long_runs_or_many_lone_datagrams_per_call() {
+        let sock = bound(true);
+        let to = sock.local_addr().unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut rb = RecvBatch::gro();
+        // 20 runs of 48 datagrams (63 KiB each), twice.
+        let runs: Vec<Vec<u8>> = (0..960).map(|i| datagram(i, 1328)).collect();
+        let mut gso = SendBatch::new();
+        gso.send(&tx, to, runs.len(), |i| (&runs[i][..], &[][..]))
+            .await
+            .unwrap();
+        let (n, m) = receive_once(&sock, &mut rb).await;
+        assert_eq!((n, m), (960, 20), "the first call asks for 64 messages");
+        gso.send(&tx, to, runs.len(), |i| (&runs[i][..], &[][..]))
+            .await
+            .unwrap();
+        let (n, m) = receive_once(&sock, &mut rb).await;
+        assert!(
+            m <= 8 && n <= 8 * 48,
+            "after long runs, about 512 KiB: {m} messages, {n} datagrams"
+        );
+        let _ = receive_all(&sock, &mut rb, 960 - n).await;
+        // Lone datagrams: the next call but one takes 64 of them.
+        let lone: Vec<Vec<u8>> = (0..100).map(|i| datagram(i, 1328)).collect();
+        SendBatch::without_gso()
+            .send(&tx, to, lone.len(), |i| (&lone[i][..], &[][..]))
+            .await
+            .unwrap();
+        let (first, _) = receive_once(&sock, &mut rb).await;
+        let (n, m) = receive_once(&sock, &mut rb).await;
+        assert_eq!((n, m), (64, 64), "after {first} lone datagrams, 64 a call");
     }
 
     /// The kernel shrinks a message's control length to what it wrote: a
