@@ -24,8 +24,8 @@ use bytes::Bytes;
 use tandem_core::Pipeline;
 use tandem_udp::merge::DropReason;
 use tandem_udp::{
-    ContinuityCounters, LossSwitch, Merge, MergeConfig, MergeEvent, RtpPacket, SwitchConfig,
-    SwitchEvent, TsDatagram,
+    ContinuityCounters, LossSwitch, Merge, MergeConfig, MergeEvent, SwitchConfig, SwitchEvent,
+    TsDatagram,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
@@ -574,12 +574,9 @@ impl Flow {
         match &mut self.engine {
             Engine::Merge(m) => {
                 while let Some(p) = m.poll_output() {
-                    let payload = RtpPacket::parse(p.datagram.clone())
-                        .map(|r| r.payload())
-                        .unwrap_or_else(|_| p.datagram.clone());
                     self.out.push(Out {
+                        payload: p.payload(),
                         datagram: p.datagram,
-                        payload,
                     });
                 }
             }

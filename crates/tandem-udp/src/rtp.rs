@@ -135,6 +135,11 @@ impl RtpPacket {
         self.datagram.slice(self.payload_start..self.payload_end)
     }
 
+    /// Where the payload lies in the datagram.
+    pub fn payload_range(&self) -> std::ops::Range<usize> {
+        self.payload_start..self.payload_end
+    }
+
     /// The payload, borrowed.
     pub fn payload_slice(&self) -> &[u8] {
         self.datagram

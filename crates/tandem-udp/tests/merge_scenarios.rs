@@ -79,6 +79,37 @@ fn a_long_run_with_losses_on_each_leg_keeps_the_bookkeeping_bounded() {
 }
 
 #[test]
+fn a_packet_with_csrcs_and_padding_goes_out_whole_and_its_payload_without_them() {
+    // Two CSRCs and 5 bytes of padding around the seven TS packets.
+    let with_extras = |seq: u16| -> Bytes {
+        let plain = rtp(seq, SSRC);
+        let mut v = vec![0x80 | 0x20 | 2, 33];
+        v.extend_from_slice(&plain[2..12]);
+        v.extend_from_slice(&[0xaa; 8]);
+        v.extend_from_slice(&plain[12..]);
+        v.extend_from_slice(&[0, 0, 0, 0, 5]);
+        Bytes::from(v)
+    };
+    let t0 = Instant::now();
+    let mut m = merge();
+    // Packet 5 is lost on both legs.
+    for i in (0..10u16).filter(|&i| i != 5) {
+        m.on_packet(t0 + ms(u64::from(i)), P0, with_extras(i));
+    }
+    tick_until(&mut m, t0 + ms(200));
+    let (out, _) = drain(&mut m);
+    let want: Vec<u16> = (0..10).filter(|&i| i != 5).collect();
+    assert_eq!(seqs(&out), want);
+    for (p, &i) in out.iter().zip(&want) {
+        assert_eq!(p.datagram, with_extras(i), "forwarded as received");
+        assert_eq!(p.payload(), rtp(i, SSRC).slice(12..), "TS only");
+    }
+    // The output's TS counters, read past the CSRCs and before the
+    // padding, break once: at the hole, on the one PID.
+    assert_eq!(m.counters().continuity_errors, 1);
+}
+
+#[test]
 fn reordering_inside_the_window_is_put_back_in_order() {
     let t0 = Instant::now();
     let mut m = merge();
@@ -354,8 +385,14 @@ fn fec_recovers_a_single_loss_per_column_on_both_legs_bit_exact() {
     for i in lost {
         assert_eq!(out[i].source, Source::Fec(FecDirection::Column));
     }
+    assert!(
+        out.iter().all(|p| p.payload() == p.datagram.slice(12..)),
+        "the payload is the TS after the 12-byte header, rebuilt packets too"
+    );
     assert_eq!(m.counters().recovered_by_fec, 4);
     assert_eq!(m.counters().output_lost, 0);
+    // The rebuilt packets' TS counters are followed like any others.
+    assert_eq!(m.counters().continuity_errors, 0);
     assert!(!evs.iter().any(|e| matches!(e, MergeEvent::Lost { .. })));
 }
 

@@ -68,9 +68,43 @@ const NEIGHBOUR_SPAN: u64 = 100;
 struct Slot {
     ext: u64,
     datagram: Option<Bytes>,
+    body: Body,
     arrival: Instant,
     legs: u8,
     emitted: bool,
+}
+
+/// Where a packet's payload lies, and whether it is whole TS packets
+/// (payload type 33, checked): found once, when the packet comes in.
+#[derive(Debug, Clone)]
+struct Body {
+    range: std::ops::Range<usize>,
+    ts: bool,
+}
+
+impl Body {
+    /// Of a packet from a leg, which [`Merge::validate`] passed.
+    fn of(p: &RtpPacket) -> Self {
+        Self {
+            range: p.payload_range(),
+            ts: p.payload_type == PAYLOAD_TYPE_MP2T,
+        }
+    }
+
+    /// Of a packet rebuilt by FEC, checked here.
+    fn rebuilt(datagram: &Bytes) -> Self {
+        match RtpPacket::parse(datagram.clone()) {
+            Ok(p) => Self {
+                ts: p.payload_type == PAYLOAD_TYPE_MP2T
+                    && TsDatagram::check(p.payload_slice()).is_ok(),
+                range: p.payload_range(),
+            },
+            Err(_) => Self {
+                range: 0..datagram.len(),
+                ts: false,
+            },
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -381,7 +415,8 @@ impl Merge {
             l.last_ext = Some(ext);
         }
         self.last_in_stream = Some(now);
-        self.insert(now, leg, ext, p.into_datagram());
+        let body = Body::of(&p);
+        self.insert(now, leg, ext, p.into_datagram(), body);
     }
 
     fn start(&mut self, now: Instant, leg: Pipeline, ssrc: u32, seq: u16) {
@@ -400,7 +435,7 @@ impl Merge {
         });
     }
 
-    fn insert(&mut self, now: Instant, leg: Pipeline, ext: u64, datagram: Bytes) {
+    fn insert(&mut self, now: Instant, leg: Pipeline, ext: u64, datagram: Bytes, body: Body) {
         let b = bit(leg);
         if let Some(s) = self.stream.as_mut()
             && !s.emitted_any
@@ -448,6 +483,7 @@ impl Merge {
             *s = Some(Slot {
                 ext,
                 datagram: Some(datagram),
+                body,
                 arrival: now,
                 legs: b,
                 emitted: false,
@@ -629,7 +665,8 @@ impl Merge {
                     lg.last_ext = Some(ext);
                 }
                 self.last_in_stream = Some(now);
-                self.insert(t, l, ext, p.into_datagram());
+                let body = Body::of(&p);
+                self.insert(t, l, ext, p.into_datagram(), body);
             }
         }
     }
@@ -689,13 +726,13 @@ impl Merge {
             && let Some(d) = &slot.datagram
         {
             slot.emitted = true;
-            out = Some((d.clone(), slot.legs));
+            out = Some((d.clone(), slot.legs, slot.body.clone()));
         }
         match out {
-            Some((datagram, legs)) => {
+            Some((datagram, legs, body)) => {
                 self.pending -= 1;
                 self.flush_loss_run(now);
-                self.emit(now, ext, datagram, legs);
+                self.emit(now, ext, datagram, legs, body);
             }
             None if give_up => {
                 self.counters.output_lost += 1;
@@ -730,7 +767,7 @@ impl Merge {
         }
     }
 
-    fn emit(&mut self, now: Instant, ext: u64, datagram: Bytes, legs: u8) {
+    fn emit(&mut self, now: Instant, ext: u64, datagram: Bytes, legs: u8, body: Body) {
         let source = if legs & FROM_FEC != 0 {
             Source::Fec(if legs & FEC_ROW != 0 {
                 FecDirection::Row
@@ -748,11 +785,10 @@ impl Merge {
         }
         self.counters.output_packets += 1;
         self.counters.output_bytes += datagram.len() as u64;
-        if let Ok(p) = RtpPacket::parse(datagram.clone())
-            && p.payload_type == PAYLOAD_TYPE_MP2T
-            && TsDatagram::check(p.payload_slice()).is_ok()
+        if body.ts
+            && let Some(ts) = datagram.get(body.range.clone())
         {
-            for f in crate::ts::cc_facts(p.payload_slice()) {
+            for f in crate::ts::cc_facts(ts) {
                 if let Continuity::Error { expected, found } = self.continuity.on_fact(f) {
                     self.counters.continuity_errors += 1;
                     self.events.push_back(MergeEvent::ContinuityError {
@@ -771,6 +807,7 @@ impl Merge {
             extended_sequence: ext,
             ssrc,
             source,
+            payload: body.range,
         });
     }
 
@@ -952,6 +989,7 @@ impl Merge {
             if let Some(s) = self.ring.get_mut(idx) {
                 *s = Some(Slot {
                     ext,
+                    body: Body::rebuilt(&datagram),
                     datagram: Some(datagram),
                     arrival: now,
                     legs: match dir {

@@ -98,6 +98,15 @@ pub struct MergedPacket {
     pub extended_sequence: u64,
     pub ssrc: u32,
     pub source: Source,
+    /// Where the RTP payload lies in `datagram`.
+    pub(crate) payload: std::ops::Range<usize>,
+}
+
+impl MergedPacket {
+    /// The RTP payload (the TS packets), without header or padding.
+    pub fn payload(&self) -> bytes::Bytes {
+        self.datagram.slice(self.payload.clone())
+    }
 }
 
 /// Why a datagram from a leg was dropped.
