@@ -655,6 +655,14 @@ mod tests {
         assert!(got.iter().map(|(d, _)| d).eq(sent.iter()));
     }
 
+    /// A loopback GRO receiver, its address, a sender and a GRO batch.
+    async fn gro_receiver() -> (UdpSocket, SocketAddr, UdpSocket, RecvBatch) {
+        let sock = bound(true);
+        let to = sock.local_addr().unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        (sock, to, tx, RecvBatch::gro())
+    }
+
     /// Receives once, once `sock` is readable: (datagrams, messages).
     async fn receive_once(sock: &UdpSocket, rb: &mut RecvBatch) -> (usize, usize) {
         tokio::time::timeout(std::time::Duration::from_secs(5), sock.readable())
@@ -667,10 +675,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_gro_receive_takes_few_long_runs_or_many_lone_datagrams_per_call() {
-        let sock = bound(true);
-        let to = sock.local_addr().unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let mut rb = RecvBatch::gro();
+        let (sock, to, tx, mut rb) = gro_receiver().await;
         // 20 runs of 48 datagrams (63 KiB each), twice.
         let runs: Vec<Vec<u8>> = (0..960).map(|i| datagram(i, 1328)).collect();
         let mut gso = SendBatch::new();
@@ -704,11 +709,8 @@ mod tests {
     /// take a run's segment size on the next receive.
     #[tokio::test]
     async fn a_gro_slot_that_held_a_lone_datagram_takes_a_run_next() {
-        let sock = bound(true);
-        let to = sock.local_addr().unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (sock, to, tx, mut rb) = gro_receiver().await;
         let mut batch = SendBatch::new();
-        let mut rb = RecvBatch::gro();
         let lone = [datagram(0, 188)];
         batch
             .send(&tx, to, 1, |i| (&lone[i][..], &[][..]))
