@@ -349,11 +349,7 @@ fn main() -> anyhow::Result<()> {
                         let r = tandem_bench::udp::run_rate(pps, *seconds, fw, how)?;
                         println!(
                             "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} of {} | {:.0} | {:.0} |",
-                            if fw == Forwarder::Tandem {
-                                "tandem 2022-7"
-                            } else {
-                                "bare (no merge)"
-                            },
+                            fw.label(),
                             if how == Sender::Gso { "gso" } else { "plain" },
                             r.offered_pps,
                             r.sent_pps,
@@ -384,11 +380,7 @@ fn main() -> anyhow::Result<()> {
                 for (fw, pps, clean) in &tally {
                     println!(
                         "# {} at {pps} packets/s per leg: zero loss in {clean} of {repeat} runs",
-                        if *fw == Forwarder::Tandem {
-                            "tandem 2022-7"
-                        } else {
-                            "bare (no merge)"
-                        }
+                        fw.label()
                     );
                 }
             }

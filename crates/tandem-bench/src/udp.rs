@@ -224,6 +224,16 @@ pub enum Forwarder {
     Bare,
 }
 
+impl Forwarder {
+    /// As the bench's tables name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Tandem => "tandem 2022-7",
+            Self::Bare => "bare (no merge)",
+        }
+    }
+}
+
 /// The bare forwarder's thread (named as the flow's, so that its CPU is
 /// read the same way) until `until`.
 fn bare_forwarder(

@@ -173,6 +173,7 @@ impl RecvBatch {
             ask,
         } = self;
         let (slot, ask) = (*slot, *ask);
+        let mut bytes = 0;
         let got = socket.try_io(Interest::READABLE, || {
             let mut chunks = slots.chunks_exact_mut(slot);
             let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
@@ -189,6 +190,7 @@ impl RecvBatch {
                 *messages += 1;
                 let from = m.address.as_ref().and_then(socket_addr);
                 let len = m.bytes.min(slot);
+                bytes += len;
                 let cut = m.flags.contains(MsgFlags::MSG_TRUNC) || m.bytes > slot;
                 let gso = m
                     .cmsgs()
@@ -224,7 +226,6 @@ impl RecvBatch {
             Ok(segs.len())
         });
         if self.slot == GRO_SLOT && self.messages > 0 {
-            let bytes: usize = self.segs.iter().map(|s| s.meta.len).sum();
             let per_message = (bytes / self.messages).max(1);
             self.ask = (GRO_BYTES / per_message).clamp(8, BATCH);
         }
@@ -295,7 +296,8 @@ impl Arena {
     }
 
     /// Blocks the arena holds, in use or waiting to be reused.
-    pub fn blocks(&self) -> usize {
+    #[cfg(test)]
+    fn blocks(&self) -> usize {
         self.spare.len() + usize::from(self.block.capacity() > 0)
     }
 }
